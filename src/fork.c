@@ -1,0 +1,27 @@
+/* fork.c - a forked child starts clean: no apids, attachments or segments
+ * of the parent (as with the kernel XPMEM).  Transports drop their
+ * per-process state in fork_child; service threads restart lazily. */
+#include "uxp.h"
+
+volatile unsigned uxp_fork_generation;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void child_after_fork(void)
+{
+	uxp_fork_generation++;
+	/* Not uxp_transport(): its pthread_once may be mid-flight in a thread
+	 * that does not exist in the child. */
+	const struct uxp_transport *t = uxp_transport_selected();
+	if (t && t->fork_child)
+		t->fork_child();
+}
+
+static void register_handlers(void)
+{
+	pthread_atfork(NULL, NULL, child_after_fork);
+}
+
+void uxp_fork_init(void)
+{
+	pthread_once(&fork_once, register_handlers);
+}
