@@ -58,74 +58,92 @@ static int grow(struct uxp_idtab_shard *s)
 	return 0;
 }
 
-int uxp_idtab_insert(struct uxp_idtab *t, uint64_t key, void *obj)
+void uxp_idtab_lock(struct uxp_idtab *t, uint64_t key)
+{
+	pthread_mutex_lock(&shard_of(t, mix(key))->lock);
+}
+
+void uxp_idtab_unlock(struct uxp_idtab *t, uint64_t key)
+{
+	pthread_mutex_unlock(&shard_of(t, mix(key))->lock);
+}
+
+int uxp_idtab_insert_locked(struct uxp_idtab *t, uint64_t key, void *obj)
 {
 	uint64_t h = mix(key);
 	struct uxp_idtab_shard *s = shard_of(t, h);
-	struct uxp_idtab_node *n = malloc(sizeof(*n));
-	int ret = 0;
+	int ret;
 
+	if (s->count >= s->nbuckets && (ret = grow(s)) < 0)
+		return ret;
+	for (struct uxp_idtab_node *e = s->buckets[bucket_of(s, h)]; e; e = e->next)
+		if (e->key == key)
+			return -EEXIST;
+	struct uxp_idtab_node *n = malloc(sizeof(*n));
 	if (!n)
 		return -ENOMEM;
-	pthread_mutex_lock(&s->lock);
-	if (s->count >= s->nbuckets && (ret = grow(s)) < 0)
-		goto out;
-	for (struct uxp_idtab_node *e = s->buckets[bucket_of(s, h)]; e; e = e->next)
-		if (e->key == key) {
-			ret = -EEXIST;
-			goto out;
-		}
 	n->key = key;
 	n->obj = obj;
 	n->next = s->buckets[bucket_of(s, h)];
 	s->buckets[bucket_of(s, h)] = n;
 	s->count++;
-	n = NULL;
-out:
-	pthread_mutex_unlock(&s->lock);
-	free(n);
+	return 0;
+}
+
+void *uxp_idtab_get_locked(struct uxp_idtab *t, uint64_t key)
+{
+	uint64_t h = mix(key);
+	struct uxp_idtab_shard *s = shard_of(t, h);
+
+	if (s->nbuckets)
+		for (struct uxp_idtab_node *e = s->buckets[bucket_of(s, h)]; e; e = e->next)
+			if (e->key == key)
+				return e->obj;
+	return NULL;
+}
+
+void *uxp_idtab_remove_locked(struct uxp_idtab *t, uint64_t key, void *match)
+{
+	uint64_t h = mix(key);
+	struct uxp_idtab_shard *s = shard_of(t, h);
+
+	if (!s->nbuckets)
+		return NULL;
+	for (struct uxp_idtab_node **pe = &s->buckets[bucket_of(s, h)]; *pe; pe = &(*pe)->next)
+		if ((*pe)->key == key && (!match || (*pe)->obj == match)) {
+			struct uxp_idtab_node *found = *pe;
+			void *obj = found->obj;
+			*pe = found->next;
+			s->count--;
+			free(found);
+			return obj;
+		}
+	return NULL;
+}
+
+int uxp_idtab_insert(struct uxp_idtab *t, uint64_t key, void *obj)
+{
+	uxp_idtab_lock(t, key);
+	int ret = uxp_idtab_insert_locked(t, key, obj);
+	uxp_idtab_unlock(t, key);
 	return ret;
 }
 
 void *uxp_idtab_get(struct uxp_idtab *t, uint64_t key, void (*hold)(void *))
 {
-	uint64_t h = mix(key);
-	struct uxp_idtab_shard *s = shard_of(t, h);
-	void *obj = NULL;
-
-	pthread_mutex_lock(&s->lock);
-	if (s->nbuckets)
-		for (struct uxp_idtab_node *e = s->buckets[bucket_of(s, h)]; e; e = e->next)
-			if (e->key == key) {
-				obj = e->obj;
-				if (hold)
-					hold(obj);
-				break;
-			}
-	pthread_mutex_unlock(&s->lock);
+	uxp_idtab_lock(t, key);
+	void *obj = uxp_idtab_get_locked(t, key);
+	if (obj && hold)
+		hold(obj);
+	uxp_idtab_unlock(t, key);
 	return obj;
 }
 
 void *uxp_idtab_remove(struct uxp_idtab *t, uint64_t key, void *match)
 {
-	uint64_t h = mix(key);
-	struct uxp_idtab_shard *s = shard_of(t, h);
-	struct uxp_idtab_node *found = NULL;
-
-	pthread_mutex_lock(&s->lock);
-	if (s->nbuckets)
-		for (struct uxp_idtab_node **pe = &s->buckets[bucket_of(s, h)]; *pe; pe = &(*pe)->next)
-			if ((*pe)->key == key && (!match || (*pe)->obj == match)) {
-				found = *pe;
-				*pe = found->next;
-				s->count--;
-				break;
-			}
-	pthread_mutex_unlock(&s->lock);
-	if (!found)
-		return NULL;
-	void *obj = found->obj;
-	free(found);
+	uxp_idtab_lock(t, key);
+	void *obj = uxp_idtab_remove_locked(t, key, match);
+	uxp_idtab_unlock(t, key);
 	return obj;
 }
 

@@ -178,6 +178,13 @@ void *uxp_idtab_remove(struct uxp_idtab *t, uint64_t key, void *match);
  * back into the table.  Returns the first non-zero fn result. */
 int uxp_idtab_foreach(struct uxp_idtab *t, int (*fn)(uint64_t key, void *obj, void *arg), void *arg);
 size_t uxp_idtab_count(struct uxp_idtab *t);
+/* Lock the shard of key and work on it with the _locked calls (read, then
+ * modify or remove, atomically with respect to other threads). */
+void uxp_idtab_lock(struct uxp_idtab *t, uint64_t key);
+void uxp_idtab_unlock(struct uxp_idtab *t, uint64_t key);
+void *uxp_idtab_get_locked(struct uxp_idtab *t, uint64_t key);
+int uxp_idtab_insert_locked(struct uxp_idtab *t, uint64_t key, void *obj);
+void *uxp_idtab_remove_locked(struct uxp_idtab *t, uint64_t key, void *match);
 /* Forget every entry without touching the objects (forked child: locks may
  * be held by threads that no longer exist). */
 void uxp_idtab_reset_after_fork(struct uxp_idtab *t);

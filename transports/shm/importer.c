@@ -1,0 +1,535 @@
+/* importer.c - apids this process holds and its attachments.
+ *
+ * Hot path: attaching an arena range without a fixed address is a lookup
+ * in two sharded tables and pointer arithmetic into the apid's one mapping
+ * of the exporter's arena - no syscall, no message, no new VMA, no
+ * process-wide lock.  Lock order: apid->lock, then a table shard.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "shm.h"
+
+struct apid {
+	xpmem_apid_t id;
+	int refs;               /* atomic: table + attachments + users */
+	pthread_mutex_t lock;   /* mapping changes (attach own VMA, revoke, release) */
+	struct uxp_conn *conn;  /* referenced */
+	uint64_t grant;
+	int prot;
+	uintptr_t seg_vaddr;
+	size_t seg_size;
+	uintptr_t arena_base;
+	size_t arena_size;
+	int arena_fd;           /* -1: the exporter sent none, all holes */
+	void *arena_map;        /* atomic: the arena, mapped once on demand */
+	int revoked;            /* atomic */
+};
+
+struct att {
+	uintptr_t addr;
+	size_t size;
+	struct apid *ap;        /* referenced */
+	int own_vma;            /* we mapped [addr, addr+size) for it */
+	unsigned count;         /* arena pointers: attaches not yet detached */
+};
+
+static struct uxp_idtab apids; /* apid -> struct apid */
+static struct uxp_idtab atts;  /* address -> struct att */
+static pthread_once_t imp_once = PTHREAD_ONCE_INIT;
+
+static void imp_init(void)
+{
+	uxp_idtab_init(&apids);
+	uxp_idtab_init(&atts);
+}
+
+static void ap_hold(void *p)
+{
+	__atomic_add_fetch(&((struct apid *)p)->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void ap_put(struct apid *ap)
+{
+	if (__atomic_sub_fetch(&ap->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	if (ap->arena_fd >= 0)
+		close(ap->arena_fd);
+	uxp_conn_put(ap->conn);
+	pthread_mutex_destroy(&ap->lock);
+	free(ap);
+}
+
+static int own_id(int64_t id, const char *what)
+{
+	if (uxp_id_pid(id) == getpid() && uxp_id_node(id) == 0)
+		return 0;
+	return uxp_fail(EACCES, "shm: %s: apid %#llx belongs to pid %d", what,
+			(unsigned long long)id, (int)uxp_id_pid(id));
+}
+
+/* ---- get / release --------------------------------------------------- */
+
+static int new_apid(struct uxp_conn *c, const struct uxp_msg *r, int fd, int flags,
+		    xpmem_apid_t *out)
+{
+	struct apid *ap = calloc(1, sizeof(*ap));
+	if (!ap)
+		return -ENOMEM;
+	*ap = (struct apid){
+		.refs = 1, .conn = c, .grant = r->grant,
+		.prot = flags == XPMEM_RDWR ? PROT_READ | PROT_WRITE : PROT_READ,
+		.seg_vaddr = r->seg_vaddr, .seg_size = r->seg_size,
+		.arena_base = r->arena_base, .arena_size = fd >= 0 ? r->arena_size : 0,
+		.arena_fd = fd,
+	};
+	pthread_mutex_init(&ap->lock, NULL);
+	int ret;
+	do {
+		ap->id = uxp_id_compose(0, getpid(), uxp_next_serial());
+		ret = uxp_idtab_insert(&apids, (uint64_t)ap->id, ap);
+	} while (ret == -EEXIST);
+	if (ret < 0) {
+		free(ap);
+		return ret;
+	}
+	*out = ap->id;
+	return 0;
+}
+
+int uxp_imp_get(xpmem_segid_t segid, int flags, xpmem_apid_t *apid)
+{
+	struct uxp_conn *c;
+	struct uxp_msg req, r;
+	int fd = -1;
+
+	pthread_once(&imp_once, imp_init);
+	if (uxp_id_node(segid) != 0)
+		return uxp_fail(ENOENT, "shm: get: segid %#llx is on node %u (no remote transport)",
+				(unsigned long long)segid, uxp_id_node(segid));
+	int ret = uxp_svc_connect(uxp_id_pid(segid), &c);
+	if (ret < 0)
+		return ret;
+	uxp_msg_init(&req, UXP_MSG_GET);
+	req.segid = segid;
+	req.flags = (uint32_t)flags;
+	ret = uxp_svc_request(c, &req, &r, &fd);
+	if (ret == 0 && r.status < 0)
+		ret = uxp_fail(-r.status, "shm: get: exporter pid %d refused segid %#llx: %s",
+			       (int)c->peer_pid, (unsigned long long)segid, strerror(-r.status));
+	if (ret == 0 && fd < 0 && r.arena_size == 0)
+		uxp_debug("shm: get: segid %#llx comes without memory: attachments are holes "
+			  "(exporter has no arena, or another uid and not the whole address space)",
+			  (unsigned long long)segid);
+	if (ret == 0)
+		ret = new_apid(c, &r, fd, flags, apid);
+	if (ret < 0) {
+		if (fd >= 0)
+			close(fd);
+		uxp_conn_put(c);
+	}
+	return ret;
+}
+
+/* Collect the attachments of ap (own VMAs only if own_only). */
+struct collect {
+	struct apid *ap;
+	int own_only;
+	struct att **v;
+	size_t n, cap;
+	int oom;
+};
+
+static int collect_att(uint64_t key, void *obj, void *arg)
+{
+	struct att *a = obj;
+	struct collect *cl = arg;
+	(void)key;
+	if (a->ap != cl->ap || (cl->own_only && !a->own_vma))
+		return 0;
+	if (cl->n == cl->cap) {
+		size_t cap = cl->cap ? cl->cap * 2 : 16;
+		struct att **v = realloc(cl->v, cap * sizeof(*v));
+		if (!v) {
+			cl->oom = 1;
+			return 1;
+		}
+		cl->v = v;
+		cl->cap = cap;
+	}
+	cl->v[cl->n++] = a;
+	return 0;
+}
+
+/* Map the SIGBUS memfd over every mapping of ap: from now on touching any
+ * attachment of it raises SIGBUS, as with the kernel XPMEM after remove. */
+static void zap(struct apid *ap, const char *why)
+{
+	struct collect cl = { .ap = ap, .own_only = 1 };
+	int hole = uxp_hole_fd();
+
+	pthread_mutex_lock(&ap->lock);
+	__atomic_store_n(&ap->revoked, 1, __ATOMIC_RELEASE);
+	if (ap->arena_map && mmap(ap->arena_map, ap->arena_size, ap->prot,
+				  MAP_SHARED | MAP_FIXED | MAP_NORESERVE, hole, 0) == MAP_FAILED)
+		uxp_error("shm: cannot revoke the arena mapping of apid %#llx: %s",
+			  (unsigned long long)ap->id, strerror(errno));
+	uxp_idtab_foreach(&atts, collect_att, &cl);
+	for (size_t i = 0; i < cl.n; i++)
+		if (mmap((void *)cl.v[i]->addr, cl.v[i]->size, ap->prot,
+			 MAP_SHARED | MAP_FIXED | MAP_NORESERVE, hole, 0) == MAP_FAILED)
+			uxp_error("shm: cannot revoke attachment %#lx: %s",
+				  (unsigned long)cl.v[i]->addr, strerror(errno));
+	if (cl.oom)
+		uxp_error("shm: out of memory while revoking apid %#llx", (unsigned long long)ap->id);
+	pthread_mutex_unlock(&ap->lock);
+	free(cl.v);
+	uxp_debug("shm: apid %#llx revoked: %s", (unsigned long long)ap->id, why);
+}
+
+static int unmap_att(struct att *a)
+{
+	if (a->own_vma && munmap((void *)a->addr, a->size) < 0)
+		return uxp_fail(errno, "shm: munmap %#lx: %s", (unsigned long)a->addr, strerror(errno));
+	return 0;
+}
+
+int uxp_imp_release(xpmem_apid_t id)
+{
+	int ret = own_id(id, "release");
+	if (ret < 0)
+		return ret;
+	pthread_once(&imp_once, imp_init);
+	struct apid *ap = uxp_idtab_remove(&apids, (uint64_t)id, NULL);
+	if (!ap)
+		return uxp_fail(ENOENT, "shm: release: no apid %#llx (released already?)",
+				(unsigned long long)id);
+
+	struct collect cl = { .ap = ap };
+	pthread_mutex_lock(&ap->lock);
+	uxp_idtab_foreach(&atts, collect_att, &cl);
+	for (size_t i = 0; i < cl.n; i++) {
+		struct att *a = cl.v[i];
+		if (uxp_idtab_remove(&atts, a->addr, a) != a)
+			continue; /* detached meanwhile */
+		unmap_att(a);
+		free(a);
+		ap_put(ap);
+	}
+	if (ap->arena_map)
+		munmap(ap->arena_map, ap->arena_size);
+	ap->arena_map = NULL;
+	pthread_mutex_unlock(&ap->lock);
+	free(cl.v);
+
+	if (!__atomic_load_n(&ap->revoked, __ATOMIC_ACQUIRE)) {
+		struct uxp_msg m;
+		uxp_msg_init(&m, UXP_MSG_RELEASE);
+		m.grant = ap->grant;
+		uxp_msg_send(ap->conn->fd, &m, -1, MSG_DONTWAIT);
+	}
+	ap_put(ap);
+	return 0;
+}
+
+/* ---- attach / detach ------------------------------------------------- */
+
+static void *arena_map(struct apid *ap)
+{
+	void *map = __atomic_load_n(&ap->arena_map, __ATOMIC_ACQUIRE);
+	if (uxp_likely(map))
+		return map;
+	pthread_mutex_lock(&ap->lock);
+	map = ap->arena_map;
+	if (!map && !ap->revoked) {
+		map = mmap(NULL, ap->arena_size, ap->prot, MAP_SHARED | MAP_NORESERVE, ap->arena_fd, 0);
+		if (map == MAP_FAILED) {
+			uxp_debug("shm: mapping the arena of pid %d: %s", (int)ap->conn->peer_pid,
+				  strerror(errno));
+			map = NULL;
+		} else {
+			madvise(map, ap->arena_size, MADV_DONTFORK); /* not inherited */
+			__atomic_store_n(&ap->arena_map, map, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&ap->lock);
+	return map;
+}
+
+/* Record one more attach of an arena pointer (shared record per address). */
+static int add_arena_att(struct apid *ap, uintptr_t addr, size_t size)
+{
+	int ret = 0;
+	uxp_idtab_lock(&atts, addr);
+	struct att *a = uxp_idtab_get_locked(&atts, addr);
+	if (a && a->ap == ap && !a->own_vma) {
+		a->count++;
+		if (size > a->size)
+			a->size = size;
+	} else if (a) {
+		ret = -EEXIST; /* cannot happen: addresses of different maps differ */
+	} else if (!(a = malloc(sizeof(*a)))) {
+		ret = -ENOMEM;
+	} else {
+		*a = (struct att){ .addr = addr, .size = size, .ap = ap, .count = 1 };
+		ret = uxp_idtab_insert_locked(&atts, addr, a);
+		if (ret < 0)
+			free(a);
+		else
+			ap_hold(ap);
+	}
+	uxp_idtab_unlock(&atts, addr);
+	return ret;
+}
+
+static int attach_arena_ptr(struct apid *ap, uintptr_t x, size_t size, void **addr)
+{
+	char *map = arena_map(ap);
+	if (!map)
+		return __atomic_load_n(&ap->revoked, __ATOMIC_ACQUIRE)
+			       ? uxp_fail(ENOENT, "shm: attach: apid %#llx was revoked", (unsigned long long)ap->id)
+			       : -ENOMEM;
+	uintptr_t at = (uintptr_t)map + (x - ap->arena_base);
+	int ret = add_arena_att(ap, at, size);
+	if (ret < 0)
+		return ret;
+	*addr = (void *)at;
+	return 0;
+}
+
+/* Map [x, x+size) of the exporter at vaddr (or anywhere): the arena part
+ * from the arena memfd, everything else from the SIGBUS memfd. */
+static int map_own_vma(struct apid *ap, uintptr_t x, size_t size, uintptr_t vaddr, char **out)
+{
+	int flags = MAP_SHARED | MAP_NORESERVE | (vaddr ? MAP_FIXED_NOREPLACE : 0);
+	char *p = mmap((void *)vaddr, size, ap->prot, flags, uxp_hole_fd(), 0);
+	if (p == MAP_FAILED)
+		return errno == EEXIST ? uxp_fail(EINVAL, "shm: attach: vaddr %#lx+%#zx overlaps a mapping",
+						  (unsigned long)vaddr, size)
+				       : uxp_fail(errno, "shm: attach: mmap: %s", strerror(errno));
+	if (vaddr && (uintptr_t)p != vaddr) { /* kernel without MAP_FIXED_NOREPLACE */
+		munmap(p, size);
+		return uxp_fail(EINVAL, "shm: attach: vaddr %#lx is not free", (unsigned long)vaddr);
+	}
+	uintptr_t lo = x > ap->arena_base ? x : ap->arena_base;
+	uintptr_t hi = x + size < ap->arena_base + ap->arena_size ? x + size : ap->arena_base + ap->arena_size;
+	if (ap->arena_fd >= 0 && lo < hi &&
+	    mmap(p + (lo - x), hi - lo, ap->prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE,
+		 ap->arena_fd, (off_t)(lo - ap->arena_base)) == MAP_FAILED) {
+		int e = errno;
+		munmap(p, size);
+		return uxp_fail(e, "shm: attach: mapping the arena: %s", strerror(e));
+	}
+	if (ap->arena_fd < 0 || lo >= hi || lo > x || hi < x + size)
+		uxp_debug("shm: attach: parts of %#lx+%#zx in pid %d are outside its arena: "
+			  "holes (SIGBUS when touched) until in-place conversion", (unsigned long)x,
+			  size, (int)ap->conn->peer_pid);
+	madvise(p, size, MADV_DONTFORK);
+	*out = p;
+	return 0;
+}
+
+static int attach_own_vma(struct apid *ap, uintptr_t x, size_t size, uintptr_t vaddr, void **addr)
+{
+	struct att *a = malloc(sizeof(*a));
+	char *p = NULL;
+	int ret;
+
+	if (!a)
+		return -ENOMEM;
+	pthread_mutex_lock(&ap->lock); /* a revoke sees all or none of it */
+	if (__atomic_load_n(&ap->revoked, __ATOMIC_ACQUIRE))
+		ret = uxp_fail(ENOENT, "shm: attach: apid %#llx was revoked", (unsigned long long)ap->id);
+	else
+		ret = map_own_vma(ap, x, size, vaddr, &p);
+	if (ret == 0) {
+		*a = (struct att){ .addr = (uintptr_t)p, .size = size, .ap = ap, .own_vma = 1, .count = 1 };
+		ret = uxp_idtab_insert(&atts, a->addr, a);
+		if (ret < 0)
+			munmap(p, size);
+		else
+			ap_hold(ap);
+	}
+	pthread_mutex_unlock(&ap->lock);
+	if (ret < 0) {
+		free(a);
+		return ret;
+	}
+	*addr = p;
+	return 0;
+}
+
+int uxp_imp_attach(xpmem_apid_t id, off_t offset, size_t size, uintptr_t vaddr, void **addr)
+{
+	int ret = own_id(id, "attach");
+	if (ret < 0)
+		return ret;
+	pthread_once(&imp_once, imp_init);
+	struct apid *ap = uxp_idtab_get(&apids, (uint64_t)id, ap_hold);
+	if (!ap)
+		return uxp_fail(ENOENT, "shm: attach: no apid %#llx", (unsigned long long)id);
+	uint64_t off = (uint64_t)offset;
+	if (__atomic_load_n(&ap->revoked, __ATOMIC_ACQUIRE))
+		ret = uxp_fail(ENOENT, "shm: attach: segment of apid %#llx was removed or its exporter exited",
+			       (unsigned long long)id);
+	else if (off >= ap->seg_size || size > ap->seg_size - off)
+		ret = uxp_fail(EINVAL, "shm: attach: offset %#llx + size %#zx is past the segment end %#zx",
+			       (unsigned long long)off, size, ap->seg_size);
+	else {
+		uintptr_t x = ap->seg_vaddr + off;
+		int in_arena = ap->arena_fd >= 0 && x >= ap->arena_base &&
+			       x + size <= ap->arena_base + ap->arena_size;
+		ret = in_arena && !vaddr ? attach_arena_ptr(ap, x, size, addr)
+					 : attach_own_vma(ap, x, size, vaddr, addr);
+	}
+	ap_put(ap);
+	return ret;
+}
+
+/* Key of the attachment containing addr, for a detach by interior pointer. */
+struct find {
+	uintptr_t addr;
+	uintptr_t key;
+};
+
+static int find_containing(uint64_t key, void *obj, void *arg)
+{
+	struct att *a = obj;
+	struct find *f = arg;
+	if (f->addr >= a->addr && f->addr < a->addr + a->size) {
+		f->key = (uintptr_t)key;
+		return 1;
+	}
+	return 0;
+}
+
+static int detach_own_vma(struct att *a)
+{
+	struct apid *ap = a->ap; /* kept alive by a's reference */
+	pthread_mutex_lock(&ap->lock); /* not while a revoke maps over it */
+	int ours = uxp_idtab_remove(&atts, a->addr, a) == a;
+	int ret = ours ? unmap_att(a) : 0;
+	pthread_mutex_unlock(&ap->lock);
+	if (!ours)
+		return uxp_fail(EINVAL, "shm: detach: %#lx detached concurrently", (unsigned long)a->addr);
+	free(a);
+	ap_put(ap);
+	return ret;
+}
+
+static int detach_key(uintptr_t key)
+{
+	struct att *a;
+	int release = 0;
+
+	uxp_idtab_lock(&atts, key);
+	a = uxp_idtab_get_locked(&atts, key);
+	if (a && !a->own_vma && --a->count == 0) {
+		uxp_idtab_remove_locked(&atts, key, a);
+		release = 1;
+	}
+	uxp_idtab_unlock(&atts, key);
+	if (!a)
+		return -EINVAL;
+	if (a->own_vma)
+		return detach_own_vma(a);
+	if (release) {
+		ap_put(a->ap);
+		free(a);
+	}
+	return 0;
+}
+
+int uxp_imp_detach(uintptr_t vaddr)
+{
+	pthread_once(&imp_once, imp_init);
+	int ret = detach_key(vaddr);
+	if (ret != -EINVAL)
+		return ret;
+	struct find f = { .addr = vaddr };
+	if (uxp_idtab_foreach(&atts, find_containing, &f) && detach_key(f.key) == 0)
+		return 0;
+	return uxp_fail(EINVAL, "shm: detach: %#lx is not an attachment", (unsigned long)vaddr);
+}
+
+/* ---- events from exporters (service thread) -------------------------- */
+
+struct by_conn {
+	struct uxp_conn *c;
+	uint64_t grant; /* 0: all */
+	struct apid **v;
+	size_t n, cap;
+};
+
+static int collect_apid(uint64_t key, void *obj, void *arg)
+{
+	struct apid *ap = obj;
+	struct by_conn *b = arg;
+	(void)key;
+	if (ap->conn != b->c || (b->grant && ap->grant != b->grant))
+		return 0;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 8;
+		struct apid **v = realloc(b->v, cap * sizeof(*v));
+		if (!v)
+			return 1;
+		b->v = v;
+		b->cap = cap;
+	}
+	ap_hold(ap);
+	b->v[b->n++] = ap;
+	return 0;
+}
+
+static void zap_by_conn(struct uxp_conn *c, uint64_t grant, const char *why)
+{
+	struct by_conn b = { .c = c, .grant = grant };
+	pthread_once(&imp_once, imp_init);
+	uxp_idtab_foreach(&apids, collect_apid, &b);
+	for (size_t i = 0; i < b.n; i++) {
+		zap(b.v[i], why);
+		ap_put(b.v[i]);
+	}
+	free(b.v);
+}
+
+void uxp_imp_handle(struct uxp_conn *c, const struct uxp_msg *m)
+{
+	if (m->type != UXP_MSG_REVOKE)
+		return;
+	zap_by_conn(c, m->grant, "segment removed");
+	struct uxp_msg ack;
+	uxp_msg_init(&ack, UXP_MSG_REVOKE_ACK);
+	ack.grant = m->grant;
+	uxp_msg_send(c->fd, &ack, -1, MSG_DONTWAIT);
+}
+
+void uxp_imp_conn_closed(struct uxp_conn *c)
+{
+	zap_by_conn(c, 0, "exporter exited");
+}
+
+static int close_arena_fd(uint64_t key, void *obj, void *arg)
+{
+	struct apid *ap = obj;
+	(void)key;
+	(void)arg;
+	if (ap->arena_fd >= 0)
+		close(ap->arena_fd);
+	return 0;
+}
+
+void uxp_imp_fork_child(void)
+{
+	/* Attachments are not inherited (MADV_DONTFORK); apids are per
+	 * process.  Close the inherited arena descriptors and forget the rest
+	 * (the records are leaked: another parent thread may have been
+	 * changing them). */
+	uxp_idtab_reset_after_fork(&atts);
+	for (unsigned i = 0; i < UXP_IDTAB_SHARDS; i++)
+		pthread_mutex_init(&apids.shard[i].lock, NULL);
+	uxp_idtab_foreach(&apids, close_arena_fd, NULL);
+	uxp_idtab_reset_after_fork(&apids);
+}

@@ -1,0 +1,66 @@
+/* proto.h - the shm transport's control protocol.
+ *
+ * One fixed-size message per SOCK_SEQPACKET packet; a GET_REPLY may carry
+ * one descriptor (SCM_RIGHTS).  uxp_msg_decode() is a pure function over
+ * the received bytes so that it can be fuzzed; every message is checked
+ * before any field is used.
+ */
+#ifndef UXP_SHM_PROTO_H
+#define UXP_SHM_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UXP_PROTO_MAGIC 0x4d505855u /* "UXPM" */
+#define UXP_PROTO_VERSION 1
+
+enum uxp_msg_type {
+	UXP_MSG_GET = 1,       /* importer -> exporter: segid, flags */
+	UXP_MSG_GET_REPLY,     /* exporter -> importer: status, grant, ranges [+ fd] */
+	UXP_MSG_RELEASE,       /* importer -> exporter: grant (no reply) */
+	UXP_MSG_REVOKE,        /* exporter -> importer: grant, reason */
+	UXP_MSG_REVOKE_ACK,    /* importer -> exporter: grant, after zapping */
+	UXP_MSG_TYPE_MAX = UXP_MSG_REVOKE_ACK,
+};
+
+/* Why a grant is revoked. */
+enum uxp_revoke_reason {
+	UXP_REVOKE_REMOVED = 1, /* xpmem_remove */
+	UXP_REVOKE_EXITED,      /* exporter exited (connection closed) */
+};
+
+struct uxp_msg {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	int32_t status;       /* replies: 0 or -errno */
+	uint32_t flags;       /* GET: XPMEM_RDONLY or XPMEM_RDWR */
+	uint64_t seq;         /* request id, echoed by the reply */
+	int64_t segid;        /* GET */
+	uint64_t grant;       /* GET_REPLY, RELEASE, REVOKE, REVOKE_ACK */
+	uint64_t seg_vaddr;   /* GET_REPLY: segment range in the exporter */
+	uint64_t seg_size;
+	uint64_t arena_base;  /* GET_REPLY: arena range; size 0 = no descriptor */
+	uint64_t arena_size;
+	uint32_t reason;      /* REVOKE */
+	uint32_t pad;
+};
+
+/* Fill the header of a message of the given type (other fields zero). */
+void uxp_msg_init(struct uxp_msg *m, enum uxp_msg_type type);
+
+/* Validate len bytes received with nfds descriptors; on success copy them
+ * to *out and return 0, else -EBADMSG (malformed) or -EPROTO (version). */
+int uxp_msg_decode(const void *buf, size_t len, unsigned nfds, struct uxp_msg *out);
+
+/* Send m (and fd if >= 0).  flags: extra send flags (MSG_DONTWAIT).
+ * 0 or -errno. */
+int uxp_msg_send(int sock, const struct uxp_msg *m, int fd, int flags);
+
+/* Receive one message without blocking.  1 and *fd (-1 if none) on a
+ * message, 0 on end of stream, -EAGAIN if nothing is pending, -EBADMSG /
+ * -EPROTO for a bad message (descriptors received with it are closed),
+ * other -errno on error. */
+int uxp_msg_recv(int sock, struct uxp_msg *m, int *fd);
+
+#endif

@@ -1,0 +1,498 @@
+/* service.c - the shm transport's service thread and its connections.
+ *
+ * One thread per process (started lazily, all signals blocked, restarted
+ * lazily in a forked child) waits in epoll on the listening socket and on
+ * every connection.  It is the only reader of connections: replies are
+ * handed to the waiting application thread by sequence number; requests
+ * and events go to exporter.c / importer.c.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include "shm.h"
+
+struct uxp_waiter {
+	uint64_t seq;
+	pthread_cond_t cond;
+	int done;
+	int status;
+	int fd;
+	struct uxp_msg reply;
+	struct uxp_waiter *next;
+};
+
+static pthread_mutex_t svc_lock = PTHREAD_MUTEX_INITIALIZER;
+static int svc_epfd = -1;
+static int svc_listen_fd = -1;
+static pid_t svc_listen_pid;         /* who created a filesystem socket */
+static char svc_listen_path[108];
+static struct uxp_conn *svc_conns;   /* registry, under svc_lock */
+static uint64_t svc_seq;             /* atomic */
+static char listen_marker;           /* epoll tag of the listening socket */
+
+void uxp_conn_get(struct uxp_conn *c)
+{
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void uxp_conn_put(struct uxp_conn *c)
+{
+	if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		close(c->fd);
+		pthread_mutex_destroy(&c->lock);
+		free(c);
+	}
+}
+
+socklen_t uxp_svc_addr(pid_t pid, void *sa)
+{
+	struct sockaddr_un *sun = sa;
+	const char *dir = uxp_env("XPMEM_SHM_SOCKET_DIR");
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (dir) {
+		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/uxpmem.%d.sock", dir, (int)pid);
+		return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(sun->sun_path) + 1);
+	}
+	/* abstract namespace: no file to clean up, reachable in this netns */
+	int n = snprintf(sun->sun_path + 1, sizeof(sun->sun_path) - 1, "uxpmem.%d", (int)pid);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+static int peer_creds(int fd, struct uxp_conn *c)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return -errno;
+	c->peer_pid = cr.pid;
+	c->peer_uid = cr.uid;
+	c->peer_gid = cr.gid;
+	return 0;
+}
+
+static struct uxp_conn *conn_new(int fd, enum uxp_conn_role role)
+{
+	struct uxp_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->role = role;
+	c->refs = 1; /* the service thread's, dropped when it closes c */
+	pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+/* Register c with the service thread; caller holds svc_lock. */
+static int conn_register(struct uxp_conn *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+	if (epoll_ctl(svc_epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+		return -errno;
+	c->next = svc_conns;
+	svc_conns = c;
+	return 0;
+}
+
+static void conn_unregister(struct uxp_conn *c)
+{
+	pthread_mutex_lock(&svc_lock);
+	for (struct uxp_conn **p = &svc_conns; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	pthread_mutex_unlock(&svc_lock);
+}
+
+/* Fail every pending request of c. */
+static void fail_waiters(struct uxp_conn *c, int status)
+{
+	pthread_mutex_lock(&c->lock);
+	for (struct uxp_waiter *w = c->waiters; w; w = w->next) {
+		w->done = 1;
+		w->status = status;
+		pthread_cond_signal(&w->cond);
+	}
+	c->waiters = NULL;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Service thread: the peer is gone (or misbehaved); tear c down. */
+static void conn_close(struct uxp_conn *c, const char *why)
+{
+	if (__atomic_exchange_n(&c->dead, 1, __ATOMIC_ACQ_REL))
+		return;
+	uxp_debug("shm: connection with pid %d closed: %s", (int)c->peer_pid, why);
+	epoll_ctl(svc_epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	shutdown(c->fd, SHUT_RDWR); /* wakes blocked senders; fd closed on last put */
+	fail_waiters(c, -ENOENT);
+	if (c->role == UXP_CONN_FROM_IMPORTER)
+		uxp_exp_conn_closed(c);
+	else
+		uxp_imp_conn_closed(c);
+	conn_unregister(c);
+	uxp_conn_put(c);
+}
+
+static void deliver_reply(struct uxp_conn *c, const struct uxp_msg *m, int fd)
+{
+	struct uxp_waiter *w, **p;
+
+	pthread_mutex_lock(&c->lock);
+	for (p = &c->waiters; (w = *p); p = &w->next)
+		if (w->seq == m->seq)
+			break;
+	if (w) {
+		*p = w->next;
+		w->reply = *m;
+		w->fd = fd;
+		w->status = 0;
+		w->done = 1;
+		pthread_cond_signal(&w->cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (w)
+		return;
+	/* Late reply to a request that timed out: give the grant back. */
+	uxp_debug("shm: late reply seq %llu from pid %d dropped",
+		  (unsigned long long)m->seq, (int)c->peer_pid);
+	if (fd >= 0)
+		close(fd);
+	if (m->status == 0 && m->grant) {
+		struct uxp_msg rel;
+		uxp_msg_init(&rel, UXP_MSG_RELEASE);
+		rel.grant = m->grant;
+		uxp_msg_send(c->fd, &rel, -1, MSG_DONTWAIT);
+	}
+}
+
+static void dispatch(struct uxp_conn *c, const struct uxp_msg *m, int fd)
+{
+	if (c->role == UXP_CONN_FROM_IMPORTER) {
+		uxp_exp_handle(c, m); /* decode guarantees no descriptor here */
+	} else if (m->type == UXP_MSG_GET_REPLY) {
+		deliver_reply(c, m, fd);
+	} else {
+		uxp_imp_handle(c, m);
+	}
+}
+
+static void conn_event(struct uxp_conn *c)
+{
+	for (;;) {
+		struct uxp_msg m;
+		int fd;
+		int r = uxp_msg_recv(c->fd, &m, &fd);
+		if (r == -EAGAIN)
+			return;
+		if (r == 0) {
+			conn_close(c, "peer closed");
+			return;
+		}
+		if (r < 0) {
+			uxp_warn("shm: dropping connection with pid %d: %s", (int)c->peer_pid,
+				 r == -EBADMSG ? "malformed message" : r == -EPROTO ? "protocol version mismatch"
+				 : strerror(-r));
+			conn_close(c, "error");
+			return;
+		}
+		if ((c->role == UXP_CONN_FROM_IMPORTER) !=
+		    (m.type == UXP_MSG_GET || m.type == UXP_MSG_RELEASE || m.type == UXP_MSG_REVOKE_ACK)) {
+			if (fd >= 0)
+				close(fd);
+			uxp_warn("shm: dropping connection with pid %d: message %u in the wrong direction",
+				 (int)c->peer_pid, m.type);
+			conn_close(c, "protocol error");
+			return;
+		}
+		dispatch(c, &m, fd);
+		if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE))
+			return;
+	}
+}
+
+static void accept_all(void)
+{
+	for (;;) {
+		int fd = accept4(svc_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				uxp_warn("shm: accept: %s", strerror(errno));
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return;
+		}
+		struct uxp_conn *c = conn_new(fd, UXP_CONN_FROM_IMPORTER);
+		if (!c || peer_creds(fd, c) < 0) {
+			free(c);
+			close(fd);
+			continue;
+		}
+		pthread_mutex_lock(&svc_lock);
+		int ret = conn_register(c);
+		pthread_mutex_unlock(&svc_lock);
+		if (ret < 0)
+			uxp_conn_put(c);
+		else
+			uxp_debug("shm: importer pid %d uid %d connected", (int)c->peer_pid, (int)c->peer_uid);
+	}
+}
+
+static void *svc_main(void *arg)
+{
+	int ep = (int)(intptr_t)arg;
+	struct epoll_event evs[32];
+
+	for (;;) {
+		int n = epoll_wait(ep, evs, 32, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			uxp_error("shm: service thread: epoll_wait: %s", strerror(errno));
+			return NULL;
+		}
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.ptr == &listen_marker)
+				accept_all();
+			else
+				conn_event(evs[i].data.ptr);
+		}
+	}
+}
+
+int uxp_svc_ensure(void)
+{
+	int ret = 0;
+	pthread_mutex_lock(&svc_lock);
+	if (svc_epfd < 0) {
+		int ep = epoll_create1(EPOLL_CLOEXEC);
+		if (ep < 0) {
+			ret = uxp_fail(errno, "shm: epoll_create1: %s", strerror(errno));
+			goto out;
+		}
+		sigset_t all, old;
+		pthread_t th;
+		pthread_attr_t attr;
+		sigfillset(&all);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited: all blocked */
+		ret = -pthread_create(&th, &attr, svc_main, (void *)(intptr_t)ep);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+		if (ret < 0) {
+			close(ep);
+			ret = uxp_fail(-ret, "shm: cannot start the service thread: %s", strerror(-ret));
+			goto out;
+		}
+		svc_epfd = ep;
+	}
+out:
+	pthread_mutex_unlock(&svc_lock);
+	return ret;
+}
+
+static void unlink_listen_path(void)
+{
+	if (svc_listen_path[0] && svc_listen_pid == getpid())
+		unlink(svc_listen_path);
+}
+
+int uxp_svc_listen(void)
+{
+	struct sockaddr_un sun;
+	int ret = uxp_svc_ensure();
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&svc_lock);
+	if (svc_listen_fd >= 0)
+		goto out;
+	socklen_t len = uxp_svc_addr(getpid(), &sun);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		ret = uxp_fail(errno, "shm: socket: %s", strerror(errno));
+		goto out;
+	}
+	if (sun.sun_path[0])
+		unlink(sun.sun_path); /* left by a dead process with our pid */
+	if (bind(fd, (struct sockaddr *)&sun, len) < 0 || listen(fd, 4096) < 0) {
+		ret = -errno;
+		uxp_error("shm: cannot listen on %s%s: %s", sun.sun_path[0] ? "" : "@",
+			  sun.sun_path[0] ? sun.sun_path : sun.sun_path + 1, strerror(errno));
+		close(fd);
+		goto out;
+	}
+	if (sun.sun_path[0]) {
+		/* access control is SO_PEERCRED against the segment's mode */
+		chmod(sun.sun_path, 0777);
+		snprintf(svc_listen_path, sizeof(svc_listen_path), "%s", sun.sun_path);
+		svc_listen_pid = getpid();
+		static int registered;
+		if (!registered++)
+			atexit(unlink_listen_path);
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &listen_marker };
+	if (epoll_ctl(svc_epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		ret = uxp_fail(errno, "shm: epoll_ctl: %s", strerror(errno));
+		close(fd);
+		goto out;
+	}
+	svc_listen_fd = fd;
+out:
+	pthread_mutex_unlock(&svc_lock);
+	return ret;
+}
+
+static struct uxp_conn *cached_conn(pid_t pid)
+{
+	for (struct uxp_conn *c = svc_conns; c; c = c->next)
+		if (c->role == UXP_CONN_TO_EXPORTER && c->peer_pid == pid &&
+		    !__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) {
+			uxp_conn_get(c);
+			return c;
+		}
+	return NULL;
+}
+
+static int connect_to(pid_t pid, int *out)
+{
+	struct sockaddr_un sun;
+	socklen_t len = uxp_svc_addr(pid, &sun);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return uxp_fail(errno, "shm: socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sun, len) < 0) {
+		int e = errno;
+		close(fd);
+		return uxp_fail(ENOENT, "shm: no exporter process %d (%s)", (int)pid, strerror(e));
+	}
+	*out = fd;
+	return 0;
+}
+
+int uxp_svc_connect(pid_t pid, struct uxp_conn **out)
+{
+	int ret = uxp_svc_ensure();
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&svc_lock);
+	struct uxp_conn *c = cached_conn(pid);
+	if (c)
+		goto out;
+	int fd = -1;
+	ret = connect_to(pid, &fd);
+	if (ret < 0)
+		goto out;
+	c = conn_new(fd, UXP_CONN_TO_EXPORTER);
+	if (!c) {
+		close(fd);
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = peer_creds(fd, c);
+	if (ret == 0 && c->peer_pid != pid) {
+		/* someone else bound the name: never talk to an impostor */
+		uxp_warn("shm: socket of pid %d is served by pid %d (uid %d): refusing",
+			 (int)pid, (int)c->peer_pid, (int)c->peer_uid);
+		ret = -ENOENT;
+	}
+	if (ret == 0)
+		ret = conn_register(c);
+	if (ret < 0) {
+		uxp_conn_put(c);
+		c = NULL;
+		goto out;
+	}
+	uxp_conn_get(c); /* the caller's */
+out:
+	pthread_mutex_unlock(&svc_lock);
+	*out = c;
+	return c ? 0 : ret;
+}
+
+int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msg *reply, int *fd)
+{
+	struct uxp_waiter w = { .fd = -1 };
+	pthread_condattr_t ca;
+	struct timespec deadline;
+	long ms = uxp_timeout_ms("XPMEM_SHM_TIMEOUT_MS", 10000);
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	w.seq = req->seq = __atomic_add_fetch(&svc_seq, 1, __ATOMIC_RELAXED);
+
+	pthread_mutex_lock(&c->lock);
+	if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&c->lock);
+		pthread_cond_destroy(&w.cond);
+		return uxp_fail(ENOENT, "shm: exporter pid %d is gone", (int)c->peer_pid);
+	}
+	w.next = c->waiters;
+	c->waiters = &w;
+	pthread_mutex_unlock(&c->lock);
+
+	int ret = uxp_msg_send(c->fd, req, -1, 0);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (ret == 0 && !w.done)
+		if (pthread_cond_timedwait(&w.cond, &c->lock, &deadline) == ETIMEDOUT)
+			ret = -ETIMEDOUT;
+	if (!w.done) /* still queued: unlink */
+		for (struct uxp_waiter **p = &c->waiters; *p; p = &(*p)->next)
+			if (*p == &w) {
+				*p = w.next;
+				break;
+			}
+	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&w.cond);
+
+	if (ret < 0)
+		return uxp_fail(ret == -ETIMEDOUT ? ETIMEDOUT : ENOENT,
+				"shm: request to pid %d failed: %s", (int)c->peer_pid, strerror(-ret));
+	if (w.status < 0)
+		return uxp_fail(-w.status, "shm: exporter pid %d went away during the request",
+				(int)c->peer_pid);
+	*reply = w.reply;
+	*fd = w.fd;
+	return 0;
+}
+
+void uxp_svc_fork_child(void)
+{
+	/* The service thread does not exist here; drop its descriptors (the
+	 * parent keeps its own) and free the connections.  Objects of
+	 * importer.c/exporter.c referring to them are dropped by their own
+	 * fork handlers without touching them. */
+	for (struct uxp_conn *c = svc_conns, *next; c; c = next) {
+		next = c->next;
+		close(c->fd);
+		free(c);
+	}
+	svc_conns = NULL;
+	if (svc_listen_fd >= 0)
+		close(svc_listen_fd);
+	if (svc_epfd >= 0)
+		close(svc_epfd);
+	svc_listen_fd = svc_epfd = -1;
+	svc_listen_path[0] = '\0';
+	pthread_mutex_init(&svc_lock, NULL);
+}

@@ -1,0 +1,72 @@
+/* shm.h - internals shared by the files of the shm transport. */
+#ifndef UXP_SHM_H
+#define UXP_SHM_H
+
+#include <sys/types.h>
+#include "uxp.h"
+#include "proto.h"
+
+/* ---- connections (service.c) -------------------------------------------
+ * A connection is either accepted from an importer (we export) or made to
+ * an exporter (we import).  The service thread is its only reader; any
+ * thread may send.  The descriptor is closed when the last reference goes,
+ * so a sender never writes to a recycled descriptor. */
+enum uxp_conn_role { UXP_CONN_FROM_IMPORTER = 1, UXP_CONN_TO_EXPORTER };
+
+struct uxp_waiter;
+struct uxp_conn {
+	int fd;
+	enum uxp_conn_role role;
+	pid_t peer_pid;
+	uid_t peer_uid;
+	gid_t peer_gid;
+	int refs;           /* atomic */
+	int dead;           /* atomic: peer closed or protocol error */
+	pthread_mutex_t lock;
+	struct uxp_waiter *waiters; /* pending requests (TO_EXPORTER) */
+	unsigned napids;    /* apids using it (TO_EXPORTER), under lock */
+	struct uxp_conn *next; /* in the registry (service.c) */
+};
+
+/* Start the service thread (and epoll) if this process has none yet. */
+int uxp_svc_ensure(void);
+/* Make this process reachable (listening socket named from the pid). */
+int uxp_svc_listen(void);
+/* Connection to the exporter process pid, shared, new reference.  Checks
+ * SO_PEERCRED.pid == pid.  -ENOENT if nobody serves that pid. */
+int uxp_svc_connect(pid_t pid, struct uxp_conn **out);
+/* Send req on c and wait for the reply with the same seq (bounded).
+ * *fd receives a descriptor sent with the reply (-1 if none). */
+int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msg *reply, int *fd);
+void uxp_conn_get(struct uxp_conn *c);
+void uxp_conn_put(struct uxp_conn *c);
+/* Forget everything inherited from the parent (forked child). */
+void uxp_svc_fork_child(void);
+/* Socket address of pid's service; returns its length. */
+socklen_t uxp_svc_addr(pid_t pid, void *sockaddr_un);
+
+/* ---- exporter side (exporter.c), called by the service thread ---------- */
+void uxp_exp_handle(struct uxp_conn *c, const struct uxp_msg *m);
+void uxp_exp_conn_closed(struct uxp_conn *c);
+int uxp_exp_make(uintptr_t vaddr, size_t size, uint32_t mode, xpmem_segid_t *segid);
+int uxp_exp_remove(xpmem_segid_t segid);
+void uxp_exp_fork_child(void);
+
+/* ---- importer side (importer.c) ---------------------------------------- */
+void uxp_imp_handle(struct uxp_conn *c, const struct uxp_msg *m);
+void uxp_imp_conn_closed(struct uxp_conn *c);
+int uxp_imp_get(xpmem_segid_t segid, int flags, xpmem_apid_t *apid);
+int uxp_imp_release(xpmem_apid_t apid);
+int uxp_imp_attach(xpmem_apid_t apid, off_t offset, size_t size, uintptr_t vaddr, void **addr);
+int uxp_imp_detach(uintptr_t vaddr);
+void uxp_imp_fork_child(void);
+
+/* ---- helpers (shm.c) ---------------------------------------------------- */
+/* A sealed zero-length memfd: mapping it makes every touch raise SIGBUS. */
+int uxp_hole_fd(void);
+/* A fresh non-zero serial for segids/apids of this process. */
+uint32_t uxp_next_serial(void);
+/* Milliseconds from an environment variable. */
+long uxp_timeout_ms(const char *env, long def);
+
+#endif
