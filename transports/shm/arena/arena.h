@@ -1,18 +1,30 @@
-/* arena.h - the query interface of libuxpmem-arena.so, found by libxpmem
- * with dlsym(RTLD_DEFAULT, "uxpmem_arena_query_v1") (no link dependency). */
+/*
+ * arena.h - query interface of the memory arena preload (libuxpmem-arena.so).
+ *
+ * libxpmem has no link dependency on the preload: it looks the function up
+ * with dlsym(RTLD_DEFAULT, "uxpmem_arena_query_v1") and treats a missing
+ * symbol like -ENOENT.
+ *
+ * Exporter address X in [base, base + size) is file offset X - base of the
+ * arena memfd, for the life of the process (generation).
+ */
 #ifndef UXPMEM_ARENA_H
 #define UXPMEM_ARENA_H
 
 #include <stdint.h>
 
+#define UXPMEM_ARENA_QUERY_SYMBOL "uxpmem_arena_query_v1"
+
 struct uxpmem_arena_v1 {
-	uint64_t base;        /* address of the arena in this process */
-	uint64_t size;        /* its length (the memfd's size) */
-	int fd;               /* the arena memfd, read-write; owned by the arena: do not close */
-	unsigned generation;  /* changes when fd changes (forked child) */
+	uint64_t base;       /* address of file offset 0 */
+	uint64_t size;       /* bytes mapped (the memfd's size) */
+	int fd;              /* the arena memfd, read-write; owned by the arena: do not close */
+	unsigned generation; /* changes whenever fd changes (forked child) */
 };
 
 /* 0 and *out filled if this process has an arena; -ENOENT if not. */
 int uxpmem_arena_query_v1(struct uxpmem_arena_v1 *out);
 
-#endif
+typedef int (*uxpmem_arena_query_v1_fn)(struct uxpmem_arena_v1 *out);
+
+#endif /* UXPMEM_ARENA_H */
