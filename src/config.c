@@ -17,7 +17,7 @@ uint64_t uxp_env_size(const char *name, uint64_t def)
 	char *end;
 	errno = 0;
 	unsigned long long n = strtoull(v, &end, 0);
-	if (errno || end == v)
+	if (errno || end == v || strtoll(v, NULL, 0) < 0) /* strtoull wraps "-1" */
 		goto bad;
 	unsigned shift = 0;
 	switch (tolower((unsigned char)*end)) {
