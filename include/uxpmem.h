@@ -2,13 +2,14 @@
  * uxpmem.h - uxpmem extensions to the XPMEM API.
  *
  * Programs written for the reference XPMEM library never need this header.
- * It adds introspection (which transport is in use and why) and, in later
- * versions, revocation events.  All names start with uxpmem_ / UXPMEM_.
+ * It adds introspection (which transport is in use and why) and
+ * revocation events.  All names start with uxpmem_ / UXPMEM_.
  */
 #ifndef UXPMEM_H
 #define UXPMEM_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <xpmem.h>
 
 #ifdef __cplusplus
@@ -41,6 +42,63 @@ struct uxpmem_transport_info {
  * errno ENOENT past the last transport.
  */
 int uxpmem_transport_query(unsigned index, struct uxpmem_transport_info *info);
+
+/* ---- revocation ---------------------------------------------------------
+ * Importers are told when what they attached goes away, before they touch
+ * it (touching it raises SIGBUS, as with the kernel XPMEM).  Two forms:
+ * callbacks (per apid, or a process-wide default for apids without one),
+ * run by a library thread; and a queue with a pollable descriptor for
+ * progress engines that must not be called from a foreign thread.  Each
+ * registration (every callback registration, and the queue once
+ * uxpmem_revoke_fd() was called) receives each event exactly once, in
+ * order per segment; events of apids already released are not delivered.
+ */
+
+/* Why an attachment was revoked. */
+enum uxpmem_revoke_reason {
+	UXPMEM_REVOKE_REMOVED = 1,     /* the exporter called xpmem_remove() */
+	UXPMEM_REVOKE_EXITED = 2,      /* the exporter exited or was killed */
+	UXPMEM_REVOKE_INVALIDATED = 3, /* the exporter changed an exported range */
+	UXPMEM_REVOKE_ACCESS = 4,      /* access withdrawn for permission reasons */
+	UXPMEM_REVOKE_ERROR = 5,       /* the transport lost the exporter */
+};
+
+struct uxpmem_revoke_event {
+	xpmem_apid_t apid;   /* the importer's handle */
+	xpmem_segid_t segid; /* the exporter's segment */
+	int reason;          /* enum uxpmem_revoke_reason */
+	void *addr;          /* importer range affected; NULL: every attachment of apid */
+	size_t size;         /* bytes from addr (0 when addr is NULL) */
+	off_t offset;        /* exporter range affected: offset in the segment ... */
+	size_t length;       /* ... and bytes (offset 0, length = segment size: all of it) */
+	unsigned long long seq; /* per-process event number, increasing */
+};
+
+typedef void (*uxpmem_revoke_cb)(const struct uxpmem_revoke_event *ev, void *arg);
+
+/*
+ * Register cb for revocations of apid (> 0), or as the process-wide
+ * default (apid 0) for apids without their own.  cb NULL unregisters.
+ * Callbacks run one at a time on a library thread that holds no library
+ * lock: they may call any xpmem_* function, including xpmem_detach() and
+ * xpmem_release() of the revoked apid.  Returns 0, or -1 with errno
+ * EINVAL (apid < 0), ENOENT (no such apid in this process).
+ */
+int uxpmem_revoke_handler(xpmem_apid_t apid, uxpmem_revoke_cb cb, void *arg);
+
+/*
+ * A descriptor that is readable while revocation events are queued (poll,
+ * epoll, select).  The first call creates the queue; events before it are
+ * not queued.  Do not close it or read from it yourself.  -1 with errno on
+ * failure.
+ */
+int uxpmem_revoke_fd(void);
+
+/*
+ * Dequeue up to max events into ev without blocking.  Returns how many
+ * (0 if none), or -1 with errno EINVAL (ev NULL or max < 1).
+ */
+int uxpmem_revoke_poll(struct uxpmem_revoke_event *ev, int max);
 
 #ifdef __cplusplus
 }

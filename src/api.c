@@ -104,7 +104,10 @@ UXP_EXPORT xpmem_apid_t xpmem_get(xpmem_segid_t segid, int flags, int permit_typ
 
 	xpmem_apid_t apid = -1;
 	int ret = t->get(segid, flags, permit_type, 0, &apid);
-	return ret < 0 ? result(ret) : apid;
+	if (ret < 0)
+		return result(ret);
+	uxp_revoke_apid_added(apid);
+	return apid;
 }
 
 UXP_EXPORT int xpmem_release(xpmem_apid_t apid)
@@ -112,7 +115,10 @@ UXP_EXPORT int xpmem_release(xpmem_apid_t apid)
 	TRANSPORT_OR(-1);
 	if (apid <= 0)
 		return result(uxp_fail(EINVAL, "release: apid %lld is not positive", (long long)apid));
-	return result(t->release(apid));
+	int ret = t->release(apid);
+	if (ret == 0)
+		uxp_revoke_apid_released(apid);
+	return result(ret);
 }
 
 UXP_EXPORT void *xpmem_attach(struct xpmem_addr addr, size_t size, void *vaddr)

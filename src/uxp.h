@@ -190,6 +190,17 @@ void *uxp_idtab_remove_locked(struct uxp_idtab *t, uint64_t key, void *match);
 void uxp_idtab_reset_after_fork(struct uxp_idtab *t);
 void uxp_idtab_destroy(struct uxp_idtab *t);
 
+/* ---- revocation (src/revoke.c) ----------------------------------------
+ * Transports report revocations here (from any thread; never while
+ * holding a lock a callback could need).  The API edge tells it which
+ * apids are live. */
+struct uxpmem_revoke_event;
+void uxp_revoke_emit(xpmem_apid_t apid, xpmem_segid_t segid, int reason, void *addr,
+		     size_t size, off_t offset, size_t length);
+void uxp_revoke_apid_added(xpmem_apid_t apid);
+void uxp_revoke_apid_released(xpmem_apid_t apid);
+void uxp_revoke_fork_child(void);
+
 /* ---- address space ------------------------------------------------------ */
 /* Page size, cached. */
 extern size_t uxp_page_size;

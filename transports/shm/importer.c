@@ -11,9 +11,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "shm.h"
+#include "uxpmem.h"
 
 struct apid {
 	xpmem_apid_t id;
+	xpmem_segid_t segid;
 	int refs;               /* atomic: table + attachments + users */
 	pthread_mutex_t lock;   /* mapping changes (attach own VMA, revoke, release) */
 	struct uxp_conn *conn;  /* referenced */
@@ -72,14 +74,14 @@ static int own_id(int64_t id, const char *what)
 
 /* ---- get / release --------------------------------------------------- */
 
-static int new_apid(struct uxp_conn *c, const struct uxp_msg *r, int fd, int flags,
-		    xpmem_apid_t *out)
+static int new_apid(struct uxp_conn *c, xpmem_segid_t segid, const struct uxp_msg *r, int fd,
+		    int flags, xpmem_apid_t *out)
 {
 	struct apid *ap = calloc(1, sizeof(*ap));
 	if (!ap)
 		return -ENOMEM;
 	*ap = (struct apid){
-		.refs = 1, .conn = c, .grant = r->grant,
+		.segid = segid, .refs = 1, .conn = c, .grant = r->grant,
 		.prot = flags == XPMEM_RDWR ? PROT_READ | PROT_WRITE : PROT_READ,
 		.seg_vaddr = r->seg_vaddr, .seg_size = r->seg_size,
 		.arena_base = r->arena_base, .arena_size = fd >= 0 ? r->arena_size : 0,
@@ -89,6 +91,8 @@ static int new_apid(struct uxp_conn *c, const struct uxp_msg *r, int fd, int fla
 	int ret;
 	do {
 		ap->id = uxp_id_compose(0, getpid(), uxp_next_serial());
+		/* events from the moment it can be revoked */
+		uxp_revoke_apid_added(ap->id);
 		ret = uxp_idtab_insert(&apids, (uint64_t)ap->id, ap);
 	} while (ret == -EEXIST);
 	if (ret < 0) {
@@ -124,7 +128,7 @@ int uxp_imp_get(xpmem_segid_t segid, int flags, xpmem_apid_t *apid)
 			  "(exporter has no arena, or another uid and not the whole address space)",
 			  (unsigned long long)segid);
 	if (ret == 0)
-		ret = new_apid(c, &r, fd, flags, apid);
+		ret = new_apid(c, segid, &r, fd, flags, apid);
 	if (ret < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -483,14 +487,23 @@ static int collect_apid(uint64_t key, void *obj, void *arg)
 	return 0;
 }
 
-static void zap_by_conn(struct uxp_conn *c, uint64_t grant, const char *why)
+/* Revoke the apids of connection c (those of one grant, or all), then
+ * tell the application: first SIGBUS, then the event. */
+static void zap_by_conn(struct uxp_conn *c, uint64_t grant, int reason)
 {
+	static const char *const why[] = {
+		[UXPMEM_REVOKE_REMOVED] = "segment removed",
+		[UXPMEM_REVOKE_EXITED] = "exporter exited",
+		[UXPMEM_REVOKE_ERROR] = "connection to the exporter failed",
+	};
 	struct by_conn b = { .c = c, .grant = grant };
 	pthread_once(&imp_once, imp_init);
 	uxp_idtab_foreach(&apids, collect_apid, &b);
 	for (size_t i = 0; i < b.n; i++) {
-		zap(b.v[i], why);
-		ap_put(b.v[i]);
+		struct apid *ap = b.v[i];
+		zap(ap, why[reason]);
+		uxp_revoke_emit(ap->id, ap->segid, reason, NULL, 0, 0, ap->seg_size);
+		ap_put(ap);
 	}
 	free(b.v);
 }
@@ -499,16 +512,16 @@ void uxp_imp_handle(struct uxp_conn *c, const struct uxp_msg *m)
 {
 	if (m->type != UXP_MSG_REVOKE)
 		return;
-	zap_by_conn(c, m->grant, "segment removed");
+	zap_by_conn(c, m->grant, UXPMEM_REVOKE_REMOVED);
 	struct uxp_msg ack;
 	uxp_msg_init(&ack, UXP_MSG_REVOKE_ACK);
 	ack.grant = m->grant;
 	uxp_msg_send(c->fd, &ack, -1, MSG_DONTWAIT);
 }
 
-void uxp_imp_conn_closed(struct uxp_conn *c)
+void uxp_imp_conn_closed(struct uxp_conn *c, int error)
 {
-	zap_by_conn(c, 0, "exporter exited");
+	zap_by_conn(c, 0, error ? UXPMEM_REVOKE_ERROR : UXPMEM_REVOKE_EXITED);
 }
 
 static int close_arena_fd(uint64_t key, void *obj, void *arg)

@@ -128,7 +128,7 @@ static void fail_waiters(struct uxp_conn *c, int status)
 }
 
 /* Service thread: the peer is gone (or misbehaved); tear c down. */
-static void conn_close(struct uxp_conn *c, const char *why)
+static void conn_close(struct uxp_conn *c, const char *why, int error)
 {
 	if (__atomic_exchange_n(&c->dead, 1, __ATOMIC_ACQ_REL))
 		return;
@@ -139,7 +139,7 @@ static void conn_close(struct uxp_conn *c, const char *why)
 	if (c->role == UXP_CONN_FROM_IMPORTER)
 		uxp_exp_conn_closed(c);
 	else
-		uxp_imp_conn_closed(c);
+		uxp_imp_conn_closed(c, error);
 	conn_unregister(c);
 	uxp_conn_put(c);
 }
@@ -195,15 +195,15 @@ static void conn_event(struct uxp_conn *c)
 		int r = uxp_msg_recv(c->fd, &m, &fd);
 		if (r == -EAGAIN)
 			return;
-		if (r == 0) {
-			conn_close(c, "peer closed");
+		if (r == 0 || r == -ECONNRESET) {
+			conn_close(c, "peer closed", 0);
 			return;
 		}
 		if (r < 0) {
 			uxp_warn("shm: dropping connection with pid %d: %s", (int)c->peer_pid,
 				 r == -EBADMSG ? "malformed message" : r == -EPROTO ? "protocol version mismatch"
 				 : strerror(-r));
-			conn_close(c, "error");
+			conn_close(c, "error", 1);
 			return;
 		}
 		if ((c->role == UXP_CONN_FROM_IMPORTER) !=
@@ -212,7 +212,7 @@ static void conn_event(struct uxp_conn *c)
 				close(fd);
 			uxp_warn("shm: dropping connection with pid %d: message %u in the wrong direction",
 				 (int)c->peer_pid, m.type);
-			conn_close(c, "protocol error");
+			conn_close(c, "protocol error", 1);
 			return;
 		}
 		dispatch(c, &m, fd);

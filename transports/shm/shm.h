@@ -54,7 +54,8 @@ void uxp_exp_fork_child(void);
 
 /* ---- importer side (importer.c) ---------------------------------------- */
 void uxp_imp_handle(struct uxp_conn *c, const struct uxp_msg *m);
-void uxp_imp_conn_closed(struct uxp_conn *c);
+/* error: closed for a protocol error rather than by the peer */
+void uxp_imp_conn_closed(struct uxp_conn *c, int error);
 int uxp_imp_get(xpmem_segid_t segid, int flags, xpmem_apid_t *apid);
 int uxp_imp_release(xpmem_apid_t apid);
 int uxp_imp_attach(xpmem_apid_t apid, off_t offset, size_t size, uintptr_t vaddr, void **addr);
