@@ -218,6 +218,63 @@ START_TEST(idtab_threads)
 }
 END_TEST
 
+/* Read-modify-write under the shard lock: each increment replaces the
+ * entry's object; a lost update shows as a wrong final value. */
+#define RMW_KEYS 8
+#define RMW_ROUNDS 5000
+static uintptr_t rmw_slots[RMW_KEYS * (NTHR * RMW_ROUNDS + 1)];
+
+static void *rmw(void *arg)
+{
+	unsigned id = *(unsigned *)arg, bad = 0;
+	pthread_barrier_wait(&barrier);
+	for (unsigned r = 0; r < RMW_ROUNDS; r++) {
+		uint64_t key = 500 + (r + id) % RMW_KEYS;
+		uxp_idtab_lock(&tab, key);
+		uintptr_t *cur = uxp_idtab_get_locked(&tab, key);
+		uintptr_t *next = cur + RMW_KEYS; /* the next slot of this key */
+		*next = *cur + 1;
+		if (uxp_idtab_remove_locked(&tab, key, cur) != cur)
+			bad++;
+		if (uxp_idtab_insert_locked(&tab, key, next) != 0)
+			bad++;
+		uxp_idtab_unlock(&tab, key);
+	}
+	return (void *)(uintptr_t)bad;
+}
+
+START_TEST(idtab_locked_rmw)
+{
+	for (unsigned k = 0; k < RMW_KEYS; k++) {
+		rmw_slots[k] = 0;
+		ck_assert_int_eq(uxp_idtab_insert(&tab, 500 + k, &rmw_slots[k]), 0);
+	}
+	pthread_t th[NTHR];
+	unsigned ids[NTHR];
+	pthread_barrier_init(&barrier, NULL, NTHR);
+	for (unsigned i = 0; i < NTHR; i++) {
+		ids[i] = i;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, rmw, &ids[i]), 0);
+	}
+	for (unsigned i = 0; i < NTHR; i++) {
+		void *bad;
+		pthread_join(th[i], &bad);
+		ck_assert_ptr_null(bad);
+	}
+	pthread_barrier_destroy(&barrier);
+	uintptr_t total = 0;
+	for (unsigned k = 0; k < RMW_KEYS; k++) {
+		uxp_idtab_lock(&tab, 500 + k);
+		uintptr_t *v = uxp_idtab_get_locked(&tab, 500 + k);
+		uxp_idtab_unlock(&tab, 500 + k);
+		ck_assert_ptr_nonnull(v);
+		total += *v;
+	}
+	ck_assert_uint_eq(total, NTHR * RMW_ROUNDS);
+	ck_assert_uint_eq(uxp_idtab_count(&tab), RMW_KEYS);
+}
+END_TEST
+
 static int child_after_reset(void)
 {
 	uxp_idtab_reset_after_fork(&tab);
@@ -409,6 +466,7 @@ static Suite *units_suite(void)
 	tcase_add_test(tc, idtab_growth_and_foreach);
 	tcase_add_test(tc, idtab_empty_foreach);
 	tcase_add_test(tc, idtab_threads);
+	tcase_add_test(tc, idtab_locked_rmw);
 	tcase_add_test(tc, idtab_reset_after_fork);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("config");
