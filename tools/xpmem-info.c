@@ -1,0 +1,439 @@
+/*
+ * xpmem-info - what uxpmem can do in this process, in the spirit of
+ * fi_info / ucx_info: library version, every transport and why it is or
+ * is not usable, the selected one, the shm transport's capabilities under
+ * the current privileges, and the environment that influences all this.
+ *
+ * Uses only the public API (xpmem.h, uxpmem.h) plus kernel probes of its
+ * own, so what it reports is what an application would get.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+#include <xpmem.h>
+#include <uxpmem.h>
+
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+/* Newer than some installed kernel headers; values are kernel ABI. */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UXP_PKGLIBDIR
+#define UXP_PKGLIBDIR "/usr/local/lib/uxpmem"
+#endif
+
+#define ARENA_SYMBOL "uxpmem_arena_query_v1"
+#define CAP_SYS_PTRACE_BIT 19
+
+static const struct envvar {
+	const char *name;
+	const char *what;
+} envvars[] = {
+	{ "XPMEM_TRANSPORT", "transport to use: kernel, shm, a plugin name, or auto (default)" },
+	{ "XPMEM_LOG_LEVEL", "none|error|warn|info|debug|trace (default error)" },
+	{ "XPMEM_LOG_FILE", "log destination (default stderr)" },
+	{ "XPMEM_KERNEL_DEVICE", "kernel transport device (default " XPMEM_DEV_PATH ")" },
+	{ "XPMEM_PLUGIN_DIR", "where transport plugins are searched" },
+	{ "XPMEM_SHM_SOCKET_DIR", "shm sockets as files here (default: abstract namespace)" },
+	{ "XPMEM_ARENA_SIZE", "arena reservation of the preload (default 64g)" },
+	{ "XPMEM_ARENA_LIB", "arena preload used by xpmem-run and xpmem-bench" },
+	{ "XPMEM_SHM_REVOKE_TIMEOUT_MS", "how long xpmem_remove waits for importers' ACKs" },
+	{ "LD_PRELOAD", "must name libuxpmem-arena.so for exported heap to be shared" },
+};
+
+/* ---- probes ------------------------------------------------------------ */
+
+struct uffd_caps {
+	const char *level;       /* "full", "user-mode-only", "none" */
+	char why[256];           /* how it was obtained, or why not */
+	unsigned long long features; /* UFFDIO_API answer, 0 if unknown */
+	bool via_dev;            /* obtained through /dev/userfaultfd */
+};
+
+struct shm_caps {
+	struct uffd_caps uffd;
+	bool arena;              /* preload active in this process */
+	const char *arena_lib;   /* which .so xpmem-run would preload */
+	const char *arena_lib_src;
+	struct utsname uts;
+};
+
+static bool has_cap(int bit)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	unsigned long long eff = 0;
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &eff) == 1)
+			break;
+	fclose(f);
+	return (eff >> bit) & 1;
+}
+
+static int read_sysctl_int(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int v = -1;
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/* Handshake so that the answer is what a real user would get. */
+static unsigned long long uffd_features(int fd)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	unsigned long long f = ioctl(fd, UFFDIO_API, &api) == 0 ? api.features : 0;
+	close(fd);
+	return f;
+}
+
+static const char *full_reason(void)
+{
+	if (geteuid() == 0)
+		return "root";
+	if (has_cap(CAP_SYS_PTRACE_BIT))
+		return "CAP_SYS_PTRACE";
+	if (read_sysctl_int("/proc/sys/vm/unprivileged_userfaultfd") == 1)
+		return "vm.unprivileged_userfaultfd=1";
+	return "userfaultfd() allowed";
+}
+
+/* full: kernel-mode faults are handled too (root, CAP_SYS_PTRACE,
+ * vm.unprivileged_userfaultfd=1, or /dev/userfaultfd); user-mode-only:
+ * Linux >= 5.11 without privilege; none otherwise.  Probed for real. */
+static void probe_uffd(struct uffd_caps *c)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (fd >= 0) {
+		c->level = "full";
+		snprintf(c->why, sizeof(c->why), "userfaultfd() works (%s)", full_reason());
+		c->features = uffd_features(fd);
+		return;
+	}
+	int e_plain = errno;
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	int e_dev = errno;
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+		e_dev = errno;
+		close(dev);
+		if (fd >= 0) {
+			c->level = "full";
+			c->via_dev = true;
+			snprintf(c->why, sizeof(c->why),
+				 "through /dev/userfaultfd (userfaultfd(): %s)", strerror(e_plain));
+			c->features = uffd_features(fd);
+			return;
+		}
+	}
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (fd >= 0) {
+		c->level = "user-mode-only";
+		snprintf(c->why, sizeof(c->why),
+			 "UFFD_USER_MODE_ONLY only: userfaultfd(): %s, /dev/userfaultfd: %s; "
+			 "kernel-mode accesses to frozen pages fail with EFAULT",
+			 strerror(e_plain), strerror(e_dev));
+		c->features = uffd_features(fd);
+		return;
+	}
+	int e_umo = errno;
+	c->level = "none";
+	snprintf(c->why, sizeof(c->why), "userfaultfd(): %s; /dev/userfaultfd: %s; "
+		 "UFFD_USER_MODE_ONLY: %s%s", strerror(e_plain), strerror(e_dev), strerror(e_umo),
+		 e_umo == EINVAL ? " (needs Linux >= 5.11)" : "");
+}
+
+/* Same order as xpmem-run: XPMEM_ARENA_LIB, installed, build tree. */
+static void find_arena_lib(struct shm_caps *s)
+{
+	const char *env = getenv("XPMEM_ARENA_LIB");
+	if (env && *env) {
+		s->arena_lib = env;
+		s->arena_lib_src = access(env, R_OK) == 0 ? "XPMEM_ARENA_LIB" :
+			"XPMEM_ARENA_LIB, not readable";
+		return;
+	}
+	s->arena_lib = UXP_PKGLIBDIR "/libuxpmem-arena.so";
+	s->arena_lib_src = "installed";
+#ifdef UXP_ARENA_BUILD_LIB
+	if (access(s->arena_lib, R_OK) != 0 && access(UXP_ARENA_BUILD_LIB, R_OK) == 0) {
+		s->arena_lib = UXP_ARENA_BUILD_LIB;
+		s->arena_lib_src = "build tree";
+		return;
+	}
+#endif
+	if (access(s->arena_lib, R_OK) != 0)
+		s->arena_lib_src = "not found";
+}
+
+static void probe_shm(struct shm_caps *s)
+{
+	memset(s, 0, sizeof(*s));
+	probe_uffd(&s->uffd);
+	s->arena = dlsym(RTLD_DEFAULT, ARENA_SYMBOL) != NULL;
+	find_arena_lib(s);
+	uname(&s->uts);
+}
+
+/* What an importer gets for exported memory of one kind, now. */
+static const char *kind_access(const struct shm_caps *s, bool arena_kind)
+{
+	if (arena_kind && s->arena)
+		return "shared (arena)";
+	if (strcmp(s->uffd.level, "none") == 0)
+		return "hole (no userfaultfd: in-place conversion impossible)";
+	return "hole until in-place conversion";
+}
+
+static const struct memkind {
+	const char *name;
+	bool arena;              /* served from the arena when preloaded */
+} memkinds[] = {
+	{ "heap", true },
+	{ "stack", false },
+	{ "static data", false },
+	{ "anonymous mmap", true },
+};
+
+/* ---- text output --------------------------------------------------------- */
+
+static void print_version_text(bool verbose)
+{
+	unsigned v = UXPMEM_REFERENCE_VERSION;
+	printf("uxpmem version:       %s\n", uxpmem_version_string());
+	printf("compatible with:      XPMEM %u.%u.%u (reference API level %#010x)\n",
+	       (v >> 16) & 0xff, (v >> 12) & 0xf, v & 0xfff, v);
+	if (verbose) {
+		int xv = xpmem_version();
+		if (xv < 0)
+			printf("xpmem_version():      -1 (%s)\n", strerror(errno));
+		else
+			printf("xpmem_version():      %#x\n", (unsigned)xv);
+	}
+}
+
+static void print_transports_text(bool verbose)
+{
+	struct uxpmem_transport_info ti;
+	printf("\ntransports:\n");
+	for (unsigned i = 0; uxpmem_transport_query(i, &ti) == 0; i++) {
+		printf("  %-8s usable: %-3s  %s\n", ti.name, ti.usable ? "yes" : "no",
+		       ti.why[0] ? ti.why : "-");
+		if (verbose)
+			printf("  %-8s %s\n", "", ti.description);
+	}
+	errno = 0;
+	const char *sel = uxpmem_transport_name();
+	if (sel)
+		printf("selected transport:   %s\n", sel);
+	else
+		printf("selected transport:   none (%s)\n", strerror(errno ? errno : ENODEV));
+}
+
+static void print_shm_text(const struct shm_caps *s, bool verbose)
+{
+	printf("\nshm transport capabilities (euid %u, Linux %s):\n", (unsigned)geteuid(),
+	       s->uts.release);
+	printf("  userfaultfd:        %s (%s)\n", s->uffd.level, s->uffd.why);
+	if (verbose && s->uffd.features) {
+		unsigned long long f = s->uffd.features;
+		printf("  uffd features:      %#llx: write-protect %s, WP unpopulated %s, "
+		       "unmap/remap/remove events %s\n", f,
+		       f & UFFD_FEATURE_PAGEFAULT_FLAG_WP ? "yes" : "no",
+		       f & UFFD_FEATURE_WP_UNPOPULATED ? "yes" : "no (Linux < 6.4)",
+		       (f & (UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP |
+			     UFFD_FEATURE_EVENT_REMOVE)) ==
+		       (UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP |
+			UFFD_FEATURE_EVENT_REMOVE) ? "yes" : "no");
+	}
+	printf("  arena preload:      %s\n", s->arena ? "active (" ARENA_SYMBOL " found)" :
+	       "not active in this process (run the exporter under xpmem-run)");
+	if (verbose)
+		printf("  arena library:      %s (%s)\n", s->arena_lib, s->arena_lib_src);
+	printf("  exported memory, what an importer gets now:\n");
+	for (size_t i = 0; i < sizeof(memkinds) / sizeof(memkinds[0]); i++)
+		printf("    %-16s  %s\n", memkinds[i].name, kind_access(s, memkinds[i].arena));
+}
+
+static void print_env_text(bool verbose)
+{
+	printf("\nenvironment:\n");
+	for (size_t i = 0; i < sizeof(envvars) / sizeof(envvars[0]); i++) {
+		const char *v = getenv(envvars[i].name);
+		printf("  %-28s %s\n", envvars[i].name, v ? v : "(unset)");
+		if (verbose)
+			printf("  %-28s   %s\n", "", envvars[i].what);
+	}
+}
+
+/* ---- JSON output --------------------------------------------------------- */
+
+static void json_str(const char *s)
+{
+	if (!s) {
+		fputs("null", stdout);
+		return;
+	}
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void json_kv(const char *indent, const char *key, const char *val, bool comma)
+{
+	printf("%s\"%s\": ", indent, key);
+	json_str(val);
+	puts(comma ? "," : "");
+}
+
+static void print_transports_json(void)
+{
+	struct uxpmem_transport_info ti;
+	printf("  \"transports\": [");
+	for (unsigned i = 0; uxpmem_transport_query(i, &ti) == 0; i++) {
+		printf("%s\n    {\"name\": ", i ? "," : "");
+		json_str(ti.name);
+		printf(", \"usable\": %s, \"why\": ", ti.usable ? "true" : "false");
+		json_str(ti.why);
+		printf(", \"description\": ");
+		json_str(ti.description);
+		putchar('}');
+	}
+	printf("\n  ],\n");
+	errno = 0;
+	const char *sel = uxpmem_transport_name();
+	json_kv("  ", "selected_transport", sel, true);
+	json_kv("  ", "selection_error", sel ? NULL : strerror(errno ? errno : ENODEV), true);
+}
+
+static void print_shm_json(const struct shm_caps *s)
+{
+	printf("  \"shm\": {\n");
+	json_kv("    ", "kernel", s->uts.release, true);
+	printf("    \"euid\": %u,\n", (unsigned)geteuid());
+	printf("    \"userfaultfd\": {\"level\": ");
+	json_str(s->uffd.level);
+	printf(", \"why\": ");
+	json_str(s->uffd.why);
+	printf(", \"via_dev_userfaultfd\": %s, \"features\": %llu},\n",
+	       s->uffd.via_dev ? "true" : "false", s->uffd.features);
+	printf("    \"arena_preload_active\": %s,\n", s->arena ? "true" : "false");
+	json_kv("    ", "arena_lib", s->arena_lib, true);
+	json_kv("    ", "arena_lib_source", s->arena_lib_src, true);
+	printf("    \"memory\": {");
+	for (size_t i = 0; i < sizeof(memkinds) / sizeof(memkinds[0]); i++) {
+		printf("%s\n      ", i ? "," : "");
+		json_str(memkinds[i].name);
+		printf(": ");
+		json_str(kind_access(s, memkinds[i].arena));
+	}
+	printf("\n    }\n  },\n");
+}
+
+static void print_env_json(void)
+{
+	printf("  \"environment\": {");
+	for (size_t i = 0; i < sizeof(envvars) / sizeof(envvars[0]); i++) {
+		printf("%s\n    ", i ? "," : "");
+		json_str(envvars[i].name);
+		printf(": ");
+		json_str(getenv(envvars[i].name));
+	}
+	printf("\n  }\n");
+}
+
+static void print_json(const struct shm_caps *s)
+{
+	unsigned v = UXPMEM_REFERENCE_VERSION;
+	char ref[32];
+	snprintf(ref, sizeof(ref), "%u.%u.%u", (v >> 16) & 0xff, (v >> 12) & 0xf, v & 0xfff);
+	printf("{\n");
+	json_kv("  ", "version", uxpmem_version_string(), true);
+	json_kv("  ", "reference_version", ref, true);
+	int xv = xpmem_version();
+	printf("  \"xpmem_version\": %d,\n", xv);
+	print_transports_json();
+	print_shm_json(s);
+	print_env_json();
+	printf("}\n");
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: xpmem-info [-v] [-j|--json] [-h]\n"
+		"Show the uxpmem version, the transports and why each is usable or not,\n"
+		"the selected transport, the shm transport's capabilities and the\n"
+		"environment that influences them.\n"
+		"  -v, --verbose  more detail (descriptions, userfaultfd features, arena library)\n"
+		"  -j, --json     machine-readable output\n"
+		"  -h, --help     this help\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool verbose = false, json = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "vjh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v': verbose = true; break;
+		case 'j': json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "xpmem-info: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	struct shm_caps shm;
+	probe_shm(&shm);
+	if (json) {
+		print_json(&shm);
+		return 0;
+	}
+	print_version_text(verbose);
+	print_transports_text(verbose);
+	print_shm_text(&shm, verbose);
+	print_env_text(verbose);
+	return 0;
+}
