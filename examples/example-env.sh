@@ -5,6 +5,7 @@
 # time limit, prints its output and leaves it in $out, its status in $rc.
 #
 # Exit codes follow the automake test driver: 77 = skipped, 99 = hard error.
+# shellcheck disable=SC2034 # out, rc and failed are read by the sourcing script
 
 builddir=${UXP_BUILDDIR:-.}
 xpmem_run=$builddir/transports/shm/arena/xpmem-run
@@ -29,7 +30,7 @@ run_example() {
 		exit 77
 	fi
 	if [ ! -x "$xpmem_run" ] || [ ! -f "$arena_lib" ]; then
-		echo "FAIL: $xpmem_run or $arena_lib is not built (the shm arena is missing)" >&2
+		echo "error: $xpmem_run or $arena_lib is not built (the shm arena is missing)" >&2
 		exit 1
 	fi
 	echo "+ XPMEM_ARENA_LIB=$arena_lib $xpmem_run $bin $*"
