@@ -24,8 +24,8 @@ out=$("$bench" -q -t all -s 4k,64k -n 100 -r 3) || fail "tiny run exited $?:
 $out"
 has '^# transport: importer [a-z]+, exporter [a-z]+'
 has '^# exporter: pid [0-9]+, LD_PRELOAD .*arena active'
-has '^ +size +iters +memcpy +p10-p90 +attach +p10-p90 +cma +p10-p90 +attach/memcpy +attach/cma$'
-has '^ +4 KiB +100 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+x +[0-9.]+x$'
+has '^ +size +iters +memcpy +p10-p90 +attach +p10-p90 +cma +p10-p90 +attach/memcpy +attach/cma +memcpy/cma$'
+has '^ +4 KiB +100 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+x +[0-9.]+x +[0-9.]+x$'
 has '^64 KiB +100 '
 has '^ +size +iters +attach\+detach +p10-p90$'
 has '^ +size +iters +get\+attach +p10-p90$'
