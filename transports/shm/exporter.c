@@ -86,8 +86,19 @@ int uxp_exp_make(uintptr_t vaddr, size_t size, uint32_t mode, xpmem_segid_t *seg
 	return 0;
 }
 
-/* The kernel XPMEM's rule: owner, group or other bits of the mode; read
- * always needed, write for RDWR; root may do anything. */
+static int in_group(const struct uxp_conn *c, gid_t gid)
+{
+	if (c->peer_gid == gid)
+		return 1;
+	for (int i = 0; i < c->npeer_groups; i++)
+		if (c->peer_groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* The kernel XPMEM's rule: owner, group (primary or supplementary) or
+ * other bits of the mode; read always needed, write for RDWR; root may do
+ * anything. */
 static int permitted(const struct seg *s, const struct uxp_conn *c, int flags)
 {
 	uint32_t bits;
@@ -95,7 +106,7 @@ static int permitted(const struct seg *s, const struct uxp_conn *c, int flags)
 		return 1;
 	if (c->peer_uid == s->uid)
 		bits = s->mode >> 6;
-	else if (c->peer_gid == s->gid)
+	else if (in_group(c, s->gid))
 		bits = s->mode >> 3;
 	else
 		bits = s->mode;

@@ -48,6 +48,7 @@ void uxp_conn_put(struct uxp_conn *c)
 	if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		close(c->fd);
 		pthread_mutex_destroy(&c->lock);
+		free(c->peer_groups);
 		free(c);
 	}
 }
@@ -78,6 +79,23 @@ static int peer_creds(int fd, struct uxp_conn *c)
 	c->peer_uid = cr.uid;
 	c->peer_gid = cr.gid;
 	return 0;
+}
+
+/* The importer's supplementary groups, for the group bits of a mode as the
+ * kernel XPMEM checks them (in_group_p). */
+static void peer_groups(int fd, struct uxp_conn *c)
+{
+	socklen_t len = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, NULL, &len) < 0 && errno != ERANGE)
+		return;
+	if (len == 0 || !(c->peer_groups = malloc(len)))
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->peer_groups, &len) < 0) {
+		free(c->peer_groups);
+		c->peer_groups = NULL;
+		return;
+	}
+	c->npeer_groups = (int)(len / sizeof(gid_t));
 }
 
 static struct uxp_conn *conn_new(int fd, enum uxp_conn_role role)
@@ -238,6 +256,7 @@ static void accept_all(void)
 			close(fd);
 			continue;
 		}
+		peer_groups(fd, c);
 		pthread_mutex_lock(&svc_lock);
 		int ret = conn_register(c);
 		pthread_mutex_unlock(&svc_lock);

@@ -20,6 +20,8 @@ struct uxp_conn {
 	pid_t peer_pid;
 	uid_t peer_uid;
 	gid_t peer_gid;
+	gid_t *peer_groups;  /* supplementary groups (SO_PEERGROUPS) */
+	int npeer_groups;
 	int refs;           /* atomic */
 	int dead;           /* atomic: peer closed or protocol error */
 	pthread_mutex_t lock;
