@@ -22,6 +22,7 @@
 #include <linux/userfaultfd.h>
 #include <xpmem.h>
 #include <uxpmem.h>
+#include "arena.h" /* ABI of the preload's query function, no link dependency */
 
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
@@ -37,7 +38,7 @@
 #define UXP_PKGLIBDIR "/usr/local/lib/uxpmem"
 #endif
 
-#define ARENA_SYMBOL "uxpmem_arena_query_v1"
+#define ARENA_SYMBOL UXPMEM_ARENA_QUERY_SYMBOL
 #define CAP_SYS_PTRACE_BIT 19
 
 static const struct envvar {
@@ -68,6 +69,8 @@ struct uffd_caps {
 struct shm_caps {
 	struct uffd_caps uffd;
 	bool arena;              /* preload active in this process */
+	struct uxpmem_arena_v1 range; /* its range, if the query answers */
+	int arena_query;         /* the query's return value */
 	const char *arena_lib;   /* which .so xpmem-run would preload */
 	const char *arena_lib_src;
 	struct utsname uts;
@@ -191,7 +194,10 @@ static void probe_shm(struct shm_caps *s)
 {
 	memset(s, 0, sizeof(*s));
 	probe_uffd(&s->uffd);
-	s->arena = dlsym(RTLD_DEFAULT, ARENA_SYMBOL) != NULL;
+	uxpmem_arena_query_v1_fn query;
+	*(void **)&query = dlsym(RTLD_DEFAULT, ARENA_SYMBOL);
+	s->arena = query != NULL;
+	s->arena_query = query ? query(&s->range) : -ENOENT;
 	find_arena_lib(s);
 	uname(&s->uts);
 }
@@ -248,7 +254,9 @@ static void print_transports_text(bool verbose)
 	if (sel)
 		printf("selected transport:   %s\n", sel);
 	else
-		printf("selected transport:   none (%s)\n", strerror(errno ? errno : ENODEV));
+		printf("selected transport:   none (%s%s%s)\n", strerror(errno ? errno : ENODEV),
+		       getenv("XPMEM_TRANSPORT") ? "; XPMEM_TRANSPORT=" : "",
+		       getenv("XPMEM_TRANSPORT") ? getenv("XPMEM_TRANSPORT") : "");
 }
 
 static void print_shm_text(const struct shm_caps *s, bool verbose)
@@ -269,6 +277,13 @@ static void print_shm_text(const struct shm_caps *s, bool verbose)
 	}
 	printf("  arena preload:      %s\n", s->arena ? "active (" ARENA_SYMBOL " found)" :
 	       "not active in this process (run the exporter under xpmem-run)");
+	if (verbose && s->arena && s->arena_query == 0)
+		printf("  arena range:        %#llx-%#llx (%llu GiB), memfd %d, generation %u\n",
+		       (unsigned long long)s->range.base,
+		       (unsigned long long)(s->range.base + s->range.size),
+		       (unsigned long long)(s->range.size >> 30), s->range.fd, s->range.generation);
+	else if (verbose && s->arena)
+		printf("  arena range:        none (%s: %s)\n", ARENA_SYMBOL, strerror(-s->arena_query));
 	if (verbose)
 		printf("  arena library:      %s (%s)\n", s->arena_lib, s->arena_lib_src);
 	printf("  exported memory, what an importer gets now:\n");
@@ -347,6 +362,11 @@ static void print_shm_json(const struct shm_caps *s)
 	printf(", \"via_dev_userfaultfd\": %s, \"features\": %llu},\n",
 	       s->uffd.via_dev ? "true" : "false", s->uffd.features);
 	printf("    \"arena_preload_active\": %s,\n", s->arena ? "true" : "false");
+	if (s->arena && s->arena_query == 0)
+		printf("    \"arena\": {\"base\": %llu, \"size\": %llu},\n",
+		       (unsigned long long)s->range.base, (unsigned long long)s->range.size);
+	else
+		printf("    \"arena\": null,\n");
 	json_kv("    ", "arena_lib", s->arena_lib, true);
 	json_kv("    ", "arena_lib_source", s->arena_lib_src, true);
 	printf("    \"memory\": {");
