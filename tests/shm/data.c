@@ -142,9 +142,30 @@ START_TEST(t_follow_realloc)
 		ck_assert_msg(bad == -1, "round %d: attachment made before free+malloc reads stale/wrong data at byte %ld",
 			      round, bad);
 	}
-	/* the exporter discarding and rewriting in place is followed too */
+	/* the exporter rewriting in place is followed too */
 	peer_ok(&e, "fill %#lx %zu 40", buf, len);
 	ck_assert_msg(st_check(p, len, 40) == -1, "in-place rewrite not seen");
+	ck_assert_int_eq(xpmem_detach(p), 0);
+	ck_assert_int_eq(xpmem_release(a), 0);
+	peer_stop(&e);
+}
+END_TEST
+
+/* new memory mapped (MAP_FIXED) over the address: the attachment shows it */
+START_TEST(t_follow_map_fixed)
+{
+	const size_t len = 8 * MiB;
+	struct peer e;
+	peer_start(&e, PEER_ARENA);
+	xpmem_apid_t a = get_all(&e, NULL);
+	uintptr_t buf = (uintptr_t)peer_ok(&e, "mmapanon %zu", len);
+	peer_ok(&e, "fill %#lx %zu 41", buf, len);
+	void *p = attach_ok(a, buf, len);
+	ck_assert_msg(st_check(p, len, 41) == -1, "initial contents wrong");
+	ck_assert_int_eq(peer_ok(&e, "mmapfixed %#lx %zu 42", buf, len), (long long)buf);
+	long bad = st_check(p, len, 42);
+	ck_assert_msg(bad == -1, "after the exporter mapped new memory at the same address (MAP_FIXED) the old "
+		      "attachment reads stale/wrong data at byte %ld", bad);
 	ck_assert_int_eq(xpmem_detach(p), 0);
 	ck_assert_int_eq(xpmem_release(a), 0);
 	peer_stop(&e);
@@ -161,6 +182,7 @@ int main(void)
 	tcase_add_test(tc, t_data_mmap_anon);
 	tcase_add_test(tc, t_cas);
 	tcase_add_test(tc, t_follow_realloc);
+	tcase_add_test(tc, t_follow_map_fixed);
 	suite_add_tcase(s, tc);
 	return st_run(s);
 }

@@ -134,6 +134,18 @@ int main(void)
 			size_t sz = num(&save);
 			void *m = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			m == MAP_FAILED ? reply("err %d", errno) : reply("ok %#lx", (unsigned long)m);
+		} else if (!strcmp(cmd, "mmapfixed")) {
+			/* new private anonymous memory over ADDR (MAP_FIXED), filled with SEED */
+			void *a = (void *)(uintptr_t)num(&save);
+			size_t sz = num(&save);
+			uint64_t seed = num(&save);
+			void *m = mmap(a, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			if (m == MAP_FAILED) {
+				reply("err %d", errno);
+			} else {
+				st_fill(m, sz, seed);
+				reply("ok %#lx", (unsigned long)m);
+			}
 		} else if (!strcmp(cmd, "munmap")) {
 			void *a = (void *)(uintptr_t)num(&save);
 			size_t sz = num(&save);
@@ -144,11 +156,11 @@ int main(void)
 			void *old = (void *)(uintptr_t)num(&save);
 			size_t sz = num(&save);
 			uint64_t seed = num(&save);
-			void *held[64];
+			static void *held[512];
 			int nh = 0;
 			void *m = NULL;
 			free(old);
-			for (int i = 0; i < 64; i++) {
+			for (int i = 0; i < 512; i++) {
 				if (posix_memalign(&m, 4096, sz))
 					break;
 				if (m == old)
@@ -186,7 +198,7 @@ int main(void)
 			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)num(&save);
 			unsigned char b;
 			int sig = tu_probe_read(a, &b);
-			sig ? reply("sig %d", sig) : reply("ok %llu", (unsigned long long)*a);
+			sig ? reply("sig %d", sig) : reply("ok %lld", (long long)*a);
 		} else if (!strcmp(cmd, "wr")) {
 			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)num(&save);
 			uint64_t v = num(&save);
