@@ -10,6 +10,7 @@ srcdir=${UXP_SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 lib=$builddir/.libs/libxpmem.so
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uxp-dropin.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM HUP # so that EXIT cleans up on a timeout too
 CC=${CC:-cc}
 CXX=${CXX:-c++}
 failed=0
