@@ -170,7 +170,17 @@ int main(void)
 			}
 			for (int i = 0; i < nh; i++)
 				free(held[i]);
+			/* then cycle malloc/free without holding */
+			for (int i = 0; m != old && i < 20000; i++) {
+				if (m)
+					free(m);
+				m = NULL;
+				if (posix_memalign(&m, 4096, sz))
+					break;
+			}
 			if (m != old) {
+				if (m)
+					free(m);
 				reply("err %d", EAGAIN);
 			} else {
 				st_fill(m, sz, seed);
