@@ -69,7 +69,8 @@ UXP_EXPORT xpmem_segid_t xpmem_make(void *vaddr, size_t size, int permit_type, v
 	if (va >= top)
 		return result(uxp_fail(EINVAL, "make: vaddr %#lx is above user space", (unsigned long)va));
 	if (size == XPMEM_MAXADDR_SIZE)
-		size = top - va; /* the whole address space from vaddr up */
+		; /* the whole address space from vaddr up: each transport clips it
+		   * to its own top (the kernel module to its TASK_SIZE) */
 	else if (!page_aligned(size))
 		return result(uxp_fail(EINVAL, "make: size %#zx is not a multiple of the page size", size));
 	else if (size > top - va)

@@ -174,12 +174,14 @@ size_t uxp_idtab_count(struct uxp_idtab *t)
 	return n;
 }
 
-static void free_nodes(struct uxp_idtab_shard *s)
+static void free_nodes(struct uxp_idtab_shard *s, void (*free_obj)(void *))
 {
 	for (size_t b = 0; b < s->nbuckets; b++) {
 		struct uxp_idtab_node *e = s->buckets[b], *next;
 		for (; e; e = next) {
 			next = e->next;
+			if (free_obj)
+				free_obj(e->obj);
 			free(e);
 		}
 	}
@@ -189,19 +191,19 @@ static void free_nodes(struct uxp_idtab_shard *s)
 	s->count = 0;
 }
 
-void uxp_idtab_reset_after_fork(struct uxp_idtab *t)
+void uxp_idtab_reset_after_fork(struct uxp_idtab *t, void (*free_obj)(void *))
 {
 	/* Single-threaded here; the parent's lock owners do not exist. */
 	for (unsigned i = 0; i < UXP_IDTAB_SHARDS; i++) {
 		pthread_mutex_init(&t->shard[i].lock, NULL);
-		free_nodes(&t->shard[i]);
+		free_nodes(&t->shard[i], free_obj);
 	}
 }
 
 void uxp_idtab_destroy(struct uxp_idtab *t)
 {
 	for (unsigned i = 0; i < UXP_IDTAB_SHARDS; i++) {
-		free_nodes(&t->shard[i]);
+		free_nodes(&t->shard[i], NULL);
 		pthread_mutex_destroy(&t->shard[i].lock);
 	}
 }

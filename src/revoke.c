@@ -241,7 +241,7 @@ void uxp_revoke_fork_child(void)
 	/* The parent's apids, handlers, events and threads are not ours. */
 	pthread_mutex_init(&rv_lock, NULL);
 	pthread_cond_init(&rv_wake, NULL);
-	uxp_idtab_reset_after_fork(&live);
+	uxp_idtab_reset_after_fork(&live, free);
 	queue.head = dispatch.head = NULL;
 	queue.tail = &queue.head;
 	dispatch.tail = &dispatch.head;

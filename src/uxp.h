@@ -185,9 +185,9 @@ void uxp_idtab_unlock(struct uxp_idtab *t, uint64_t key);
 void *uxp_idtab_get_locked(struct uxp_idtab *t, uint64_t key);
 int uxp_idtab_insert_locked(struct uxp_idtab *t, uint64_t key, void *obj);
 void *uxp_idtab_remove_locked(struct uxp_idtab *t, uint64_t key, void *match);
-/* Forget every entry without touching the objects (forked child: locks may
- * be held by threads that no longer exist). */
-void uxp_idtab_reset_after_fork(struct uxp_idtab *t);
+/* Forget every entry (forked child: locks may be held by threads that no
+ * longer exist); free_obj (if not NULL) is called on each object. */
+void uxp_idtab_reset_after_fork(struct uxp_idtab *t, void (*free_obj)(void *));
 void uxp_idtab_destroy(struct uxp_idtab *t);
 
 /* ---- revocation (src/revoke.c) ----------------------------------------

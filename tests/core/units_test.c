@@ -277,7 +277,7 @@ END_TEST
 
 static int child_after_reset(void)
 {
-	uxp_idtab_reset_after_fork(&tab);
+	uxp_idtab_reset_after_fork(&tab, NULL);
 	if (uxp_idtab_count(&tab) != 0)
 		return 1;
 	if (uxp_idtab_get(&tab, 7, NULL))

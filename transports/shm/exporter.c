@@ -350,10 +350,13 @@ int uxp_exp_remove(xpmem_segid_t segid)
 void uxp_exp_fork_child(void)
 {
 	/* Segments and grants are the parent's; their connections are freed
-	 * by uxp_svc_fork_child.  Leak the small records rather than walk
-	 * structures another thread may have been changing. */
+	 * by uxp_svc_fork_child (not touched here). */
+	for (struct grant *g = grants, *next; g; g = next) {
+		next = g->next;
+		free(g);
+	}
 	grants = NULL;
-	uxp_idtab_reset_after_fork(&segs);
+	uxp_idtab_reset_after_fork(&segs, free);
 	pthread_mutex_init(&exp_lock, NULL);
 	if (ro_fd >= 0)
 		close(ro_fd);

@@ -524,25 +524,19 @@ void uxp_imp_conn_closed(struct uxp_conn *c, int error)
 	zap_by_conn(c, 0, error ? UXPMEM_REVOKE_ERROR : UXPMEM_REVOKE_EXITED);
 }
 
-static int close_arena_fd(uint64_t key, void *obj, void *arg)
+/* Forked child: the apid's connection is freed by uxp_svc_fork_child. */
+static void free_child_apid(void *obj)
 {
 	struct apid *ap = obj;
-	(void)key;
-	(void)arg;
 	if (ap->arena_fd >= 0)
 		close(ap->arena_fd);
-	return 0;
+	free(ap);
 }
 
 void uxp_imp_fork_child(void)
 {
 	/* Attachments are not inherited (MADV_DONTFORK); apids are per
-	 * process.  Close the inherited arena descriptors and forget the rest
-	 * (the records are leaked: another parent thread may have been
-	 * changing them). */
-	uxp_idtab_reset_after_fork(&atts);
-	for (unsigned i = 0; i < UXP_IDTAB_SHARDS; i++)
-		pthread_mutex_init(&apids.shard[i].lock, NULL);
-	uxp_idtab_foreach(&apids, close_arena_fd, NULL);
-	uxp_idtab_reset_after_fork(&apids);
+	 * process: the child starts with none. */
+	uxp_idtab_reset_after_fork(&atts, free);
+	uxp_idtab_reset_after_fork(&apids, free_child_apid);
 }

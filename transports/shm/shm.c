@@ -89,6 +89,8 @@ static int shm_make(uintptr_t vaddr, size_t size, int permit_type, uint64_t perm
 		    xpmem_segid_t *segid)
 {
 	(void)permit_type;
+	if (size == XPMEM_MAXADDR_SIZE)
+		size = uxp_user_top() - vaddr;
 	return uxp_exp_make(vaddr, size, (uint32_t)permit_value, segid);
 }
 
