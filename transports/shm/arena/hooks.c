@@ -40,9 +40,26 @@ void uxa_je_dallocx(void *, int);
 void uxa_je_sdallocx(void *, size_t, int);
 size_t uxa_je_nallocx(size_t, int);
 
-/* No huge arena with default hooks, no background threads (they would be
- * an extra thread per process and run purges we do not control). */
+/* No huge arena with default hooks (oversize_threshold:0: a 64 MiB
+ * allocation would escape to it otherwise), no background threads (an
+ * extra thread per process, purging on its own schedule). */
 const char *malloc_conf = "oversize_threshold:0,background_thread:false,retain:true";
+
+/* jemalloc starts a large allocation at a random cache line of its first
+ * page (cache_oblivious, fixed at its build time).  Asking for page
+ * alignment turns that off: large buffers start on a page (what XPMEM
+ * attaches) and a freed extent given out again comes back at the very same
+ * address, so importers that cached an attachment see the new buffer. */
+#define LARGE_MIN (16 * 1024)
+#define LARGE_FLAGS MALLOCX_ALIGN(UXA_PAGE)
+
+/* mallocx/rallocx do not set errno; malloc and realloc must */
+static void *enomem_if_null(void *p)
+{
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
 
 /* ---- jemalloc's fork handlers, captured ---- */
 static void (*je_prefork)(void), (*je_parent)(void), (*je_child)(void);
@@ -108,6 +125,7 @@ static void *h_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alig
 	return (void *)a;
 }
 
+/* destroy (a manual arena going away): give the range back */
 static bool h_release(void *addr, size_t size)
 {
 	if (uxa_punch((uintptr_t)addr, size) < 0)
@@ -119,12 +137,15 @@ static bool h_release(void *addr, size_t size)
 	return r != 0;
 }
 
+/* Opt out (as jemalloc's own hooks do with retain): jemalloc then decommits
+ * the extent (our punch: the memory is returned) and keeps its addresses
+ * for reuse, so a buffer freed and allocated again comes back at the same
+ * address, which importers' cached attachments rely on.  A range handed
+ * back to the segment map would be carved anew elsewhere. */
 static bool h_dalloc(extent_hooks_t *h, void *addr, size_t size, bool committed, unsigned ind)
 {
-	(void)h;
-	(void)committed;
-	(void)ind;
-	return h_release(addr, size);
+	(void)h; (void)addr; (void)size; (void)committed; (void)ind;
+	return true;
 }
 
 static void h_destroy(extent_hooks_t *h, void *addr, size_t size, bool committed, unsigned ind)
@@ -221,6 +242,8 @@ int uxa_hooks_install(void)
 UXA_EXPORT void *malloc(size_t n)
 {
 	uxa_ensure_init();
+	if (n >= LARGE_MIN)
+		return enomem_if_null(uxa_je_mallocx(n, LARGE_FLAGS));
 	return uxa_je_malloc(n);
 }
 
@@ -232,12 +255,18 @@ UXA_EXPORT void free(void *p)
 UXA_EXPORT void *calloc(size_t n, size_t m)
 {
 	uxa_ensure_init();
+	size_t t;
+	if (!__builtin_mul_overflow(n, m, &t) && t >= LARGE_MIN)
+		return enomem_if_null(uxa_je_mallocx(t, LARGE_FLAGS | MALLOCX_ZERO));
 	return uxa_je_calloc(n, m);
 }
 
 UXA_EXPORT void *realloc(void *p, size_t n)
 {
 	uxa_ensure_init();
+	if (n >= LARGE_MIN)
+		return enomem_if_null(p ? uxa_je_rallocx(p, n, LARGE_FLAGS)
+					: uxa_je_mallocx(n, LARGE_FLAGS));
 	return uxa_je_realloc(p, n);
 }
 
