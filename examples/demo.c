@@ -143,8 +143,8 @@ static int importer(xpmem_segid_t segid, size_t size)
 	memset(local2, 2, len);
 	double rate_attach = copy_rate(local, sh->numbers, len);
 	double rate_local = copy_rate(local2, local, len);
-	printf("[importer %d] copy %zu MiB: from the attachment %.2f GB/s, local memcpy %.2f GB/s\n",
-	       (int)getpid(), len >> 20, rate_attach, rate_local);
+	printf("[importer %d] copy %.0f MiB: from the attachment %.2f GB/s, local memcpy %.2f GB/s\n",
+	       (int)getpid(), len / 1048576.0, rate_attach, rate_local);
 	free(local);
 	free(local2);
 

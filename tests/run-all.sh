@@ -17,13 +17,15 @@
 #
 # Environment: JOBS (default 2), UXP_BUILD_ALL (work directory, default
 # SRCDIR/build-all), UXP_NO_SNAPSHOT=1 (build SRCDIR itself, which must not
-# be configured in-tree), UXP_SKIP_DISTCHECK=1 / UXP_SKIP_SANITIZE=1 (local use).
+# be configured in-tree), UXP_SNAPSHOT_REF=COMMIT (test a commit, e.g. HEAD,
+# instead of the working tree), UXP_SKIP_DISTCHECK=1 / UXP_SKIP_SANITIZE=1 (local use).
 set -u -o pipefail
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 build=${UXP_BUILD_ALL:-$srcdir/build-all}
 jobs=${JOBS:-2}
 export JOBS=$jobs
+# shellcheck source=tests/suite-lib.sh
 . "$srcdir/tests/suite-lib.sh"
 
 t_start=$(date +%s)
@@ -34,10 +36,14 @@ if [ "${UXP_NO_SNAPSHOT:-0}" != 1 ] && git -C "$srcdir" rev-parse --git-dir >/de
 	section "snapshot of the working tree -> $build/src"
 	src=$build/src
 	mkdir -p "$src"
-	(cd "$srcdir" && git ls-files -z -c -o --exclude-standard |
-		while IFS= read -r -d '' f; do
-			if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
-		done | tar --null -T - -cf -) | tar -xf - -C "$src" || exit 1
+	if [ -n "${UXP_SNAPSHOT_REF:-}" ]; then # a commit instead of the working tree
+		git -C "$srcdir" archive "$UXP_SNAPSHOT_REF" | tar -xf - -C "$src" || exit 1
+	else
+		(cd "$srcdir" && git ls-files -z -c -o --exclude-standard |
+			while IFS= read -r -d '' f; do
+				if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
+			done | tar --null -T - -cf -) | tar -xf - -C "$src" || exit 1
+	fi
 	echo "$(cd "$src" && find . -type f | wc -l) files"
 	rm -f "$src/configure" # always regenerate the build system of a snapshot
 fi
