@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "shm.h"
@@ -145,9 +146,17 @@ static int grant_fd(const struct seg *s, const struct uxp_conn *c, int flags,
 		char path[64];
 		if (ro_fd >= 0)
 			close(ro_fd);
+		ro_fd = -1;
+		ro_gen = a->generation;
+		/* A memfd is created mode 0777: any uid holding a read-only
+		 * descriptor of it could reopen /proc/self/fd/N O_RDWR.  Owner
+		 * only, so only our uid (which may ptrace us anyway) can. */
+		if (fchmod(a->fd, 0600) < 0) {
+			uxp_warn("shm: cannot restrict the arena's mode: %s", strerror(errno));
+			return -1;
+		}
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", a->fd);
 		ro_fd = open(path, O_RDONLY | O_CLOEXEC);
-		ro_gen = a->generation;
 		if (ro_fd < 0) {
 			uxp_warn("shm: cannot reopen the arena read-only: %s", strerror(errno));
 			return -1;
