@@ -474,6 +474,10 @@ static int collect_apid(uint64_t key, void *obj, void *arg)
 	(void)key;
 	if (ap->conn != b->c || (b->grant && ap->grant != b->grant))
 		return 0;
+	/* revoked already (segment removed, then the exporter exits): one
+	 * event per apid.  Only the service thread revokes, so no race. */
+	if (__atomic_load_n(&ap->revoked, __ATOMIC_ACQUIRE))
+		return 0;
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 8;
 		struct apid **v = realloc(b->v, cap * sizeof(*v));
