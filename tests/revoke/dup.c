@@ -2,12 +2,9 @@
  * removes both segments (one REMOVED event per apid, checked as in
  * events.c), the importers keep the revoked apids, then the exporter exits
  * or is killed.  The exit must deliver no second (EXITED) event for those
- * apids, in any form, within 700 ms.
- *
- * Expected to fail (XFAIL_TESTS) until transports/shm/importer.c
- * zap_by_conn() skips apids already revoked: it collects every apid of the
- * closed connection, revoked or not, and uxp_revoke_emit() only drops
- * released apids. */
+ * apids, in any form, within 700 ms.  (transports/shm/importer.c once
+ * revoked every apid of the closed connection again, and
+ * uxp_revoke_emit() drops only released apids: a second, EXITED, event.) */
 #include <unistd.h>
 #include "scen.h"
 

@@ -119,20 +119,6 @@ void scen_verify(struct scen *s, int reason)
 	}
 }
 
-static void teardown(struct scen *s)
-{
-	for (int i = 0; i < NIMP; i++) {
-		struct imp *m = &s->im[i];
-		rv_ok(&m->p, NULL, 0, "detach %#lx", m->a1);
-		rv_ok(&m->p, NULL, 0, "detach %#lx", m->a2);
-		rv_ok(&m->p, NULL, 0, "detach %#lx", m->b1);
-		rv_ok(&m->p, NULL, 0, "release %lld", m->apA);
-		rv_ok(&m->p, NULL, 0, "release %lld", m->apB);
-		rv_stop(&m->p);
-	}
-	rv_kill(&s->e);
-}
-
 void scen_teardown(struct scen *s)
 {
 	for (int i = 0; i < NIMP; i++) {
