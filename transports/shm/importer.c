@@ -28,11 +28,13 @@ struct apid {
 	int arena_fd;           /* -1: the exporter sent none, all holes */
 	void *arena_map;        /* atomic: the arena, mapped once on demand */
 	int revoked;            /* atomic */
+	unsigned inval_gen;     /* invalidations seen, under lock */
 };
 
 struct att {
 	uintptr_t addr;
 	size_t size;
+	uintptr_t xaddr;        /* the exporter address it shows (own VMAs) */
 	struct apid *ap;        /* referenced */
 	int own_vma;            /* we mapped [addr, addr+size) for it */
 	unsigned count;         /* arena pointers: attaches not yet detached */
@@ -74,6 +76,8 @@ static int own_id(int64_t id, const char *what)
 
 /* ---- get / release --------------------------------------------------- */
 
+static void zap(struct apid *ap, const char *why);
+
 static int new_apid(struct uxp_conn *c, xpmem_segid_t segid, const struct uxp_msg *r, int fd,
 		    int flags, xpmem_apid_t *out)
 {
@@ -88,16 +92,33 @@ static int new_apid(struct uxp_conn *c, xpmem_segid_t segid, const struct uxp_ms
 		.arena_fd = fd,
 	};
 	pthread_mutex_init(&ap->lock, NULL);
-	int ret;
+	int ret, revoked = 0;
+	/* Under c->lock, against zap_by_conn: either it finds this apid, or
+	 * we find what it revoked before the apid existed. */
+	pthread_mutex_lock(&c->lock);
 	do {
 		ap->id = uxp_id_compose(0, getpid(), uxp_next_serial());
 		/* events from the moment it can be revoked */
 		uxp_revoke_apid_added(ap->id);
 		ret = uxp_idtab_insert(&apids, (uint64_t)ap->id, ap);
+		if (ret < 0)
+			uxp_revoke_apid_released(ap->id);
 	} while (ret == -EEXIST);
+	if (ret == 0 && __atomic_load_n(&c->dead, __ATOMIC_ACQUIRE))
+		revoked = c->close_error ? UXPMEM_REVOKE_ERROR : UXPMEM_REVOKE_EXITED;
+	for (unsigned i = 0; ret == 0 && !revoked && i < c->norphans; i++)
+		if (c->orphans[i] == ap->grant) {
+			c->orphans[i] = c->orphans[--c->norphans];
+			revoked = UXPMEM_REVOKE_REMOVED;
+		}
+	pthread_mutex_unlock(&c->lock);
 	if (ret < 0) {
 		free(ap);
 		return ret;
+	}
+	if (revoked) {
+		zap(ap, "revoked while the reply was on its way");
+		uxp_revoke_emit(ap->id, ap->segid, revoked, NULL, 0, 0, ap->seg_size);
 	}
 	*out = ap->id;
 	return 0;
@@ -106,7 +127,11 @@ static int new_apid(struct uxp_conn *c, xpmem_segid_t segid, const struct uxp_ms
 int uxp_imp_get(xpmem_segid_t segid, int flags, xpmem_apid_t *apid)
 {
 	struct uxp_conn *c;
-	struct uxp_msg req, r;
+	struct uxp_msg req;
+	struct uxp_msgbuf rb;
+	struct uxp_msg *const r = &rb.m;
+	int fds[UXP_MAX_FDS];
+	unsigned nfds = 0;
 	int fd = -1;
 
 	pthread_once(&imp_once, imp_init);
@@ -119,16 +144,18 @@ int uxp_imp_get(xpmem_segid_t segid, int flags, xpmem_apid_t *apid)
 	uxp_msg_init(&req, UXP_MSG_GET);
 	req.segid = segid;
 	req.flags = (uint32_t)flags;
-	ret = uxp_svc_request(c, &req, &r, &fd);
-	if (ret == 0 && r.status < 0)
-		ret = uxp_fail(-r.status, "shm: get: exporter pid %d refused segid %#llx: %s",
-			       (int)c->peer_pid, (unsigned long long)segid, strerror(-r.status));
-	if (ret == 0 && fd < 0 && r.arena_size == 0)
+	ret = uxp_svc_request(c, &req, &rb, fds, &nfds);
+	if (ret == 0 && nfds)
+		fd = fds[0]; /* decode allows exactly one, with an arena */
+	if (ret == 0 && r->status < 0)
+		ret = uxp_fail(-r->status, "shm: get: exporter pid %d refused segid %#llx: %s",
+			       (int)c->peer_pid, (unsigned long long)segid, strerror(-r->status));
+	if (ret == 0 && fd < 0 && r->arena_size == 0)
 		uxp_debug("shm: get: segid %#llx comes without memory: attachments are holes "
 			  "(exporter has no arena, or another uid and not the whole address space)",
 			  (unsigned long long)segid);
 	if (ret == 0)
-		ret = new_apid(c, segid, &r, fd, flags, apid);
+		ret = new_apid(c, segid, r, fd, flags, apid);
 	if (ret < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -326,13 +353,84 @@ static int map_own_vma(struct apid *ap, uintptr_t x, size_t size, uintptr_t vadd
 		munmap(p, size);
 		return uxp_fail(e, "shm: attach: mapping the arena: %s", strerror(e));
 	}
-	if (ap->arena_fd < 0 || lo >= hi || lo > x || hi < x + size)
-		uxp_debug("shm: attach: parts of %#lx+%#zx in pid %d are outside its arena: "
-			  "holes (SIGBUS when touched) until in-place conversion", (unsigned long)x,
-			  size, (int)ap->conn->peer_pid);
 	madvise(p, size, MADV_DONTFORK);
 	*out = p;
 	return 0;
+}
+
+/* Map one piece of a RESOLVE_REPLY at its place in the attachment p (which
+ * shows exporter addresses from x); holes are already there. */
+static int map_piece(struct apid *ap, char *p, uintptr_t x, const struct uxp_piece *pc, const int *fds)
+{
+	int fd = pc->kind == UXP_PIECE_FD ? fds[pc->fd] : pc->kind == UXP_PIECE_ARENA ? ap->arena_fd : -1;
+	if (fd < 0)
+		return 0;
+	if (mmap(p + (pc->addr - x), pc->len, ap->prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd,
+		 (off_t)pc->offset) == MAP_FAILED)
+		return uxp_fail(errno, "shm: attach: mapping %#llx+%#llx of pid %d: %s",
+				(unsigned long long)pc->addr, (unsigned long long)pc->len,
+				(int)ap->conn->peer_pid, strerror(errno));
+	return 0;
+}
+
+/* Ask the exporter what backs [x, x+size) (converting private memory in
+ * place) and map it into the attachment p.  Caller holds ap->lock. */
+static int resolve_into(struct apid *ap, char *p, uintptr_t x, size_t size)
+{
+	static __thread struct uxp_msgbuf rb; /* 2 KiB: not on small stacks */
+	int fds[UXP_MAX_FDS];
+	unsigned nfds;
+	size_t done = 0;
+	int ret = 0;
+
+	while (ret == 0 && done < size) {
+		struct uxp_msg req;
+		uxp_msg_init(&req, UXP_MSG_RESOLVE);
+		req.grant = ap->grant;
+		req.addr = x + done;
+		req.len = size - done;
+		ret = uxp_svc_request(ap->conn, &req, &rb, fds, &nfds);
+		if (ret < 0)
+			break;
+		if (rb.m.type != UXP_MSG_RESOLVE_REPLY || rb.m.addr != x + done ||
+		    rb.m.len > size - done || (rb.m.status == 0 && rb.m.len == 0)) {
+			for (unsigned i = 0; i < nfds; i++)
+				close(fds[i]);
+			ret = uxp_fail(EPROTO, "shm: attach: bad resolve reply from pid %d",
+				       (int)ap->conn->peer_pid);
+			break;
+		}
+		if (rb.m.status < 0)
+			ret = uxp_fail(-rb.m.status, "shm: attach: pid %d cannot resolve %#lx+%#zx: %s",
+				       (int)ap->conn->peer_pid, (unsigned long)(x + done), size - done,
+				       strerror(-rb.m.status));
+		for (unsigned i = 0; ret == 0 && i < rb.m.count; i++)
+			ret = map_piece(ap, p, x, &rb.piece[i], fds);
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
+		done += rb.m.len;
+	}
+	return ret;
+}
+
+/* Map what backs [x, x+size) into p.  Called without ap->lock (the
+ * exporter may wait for us to acknowledge an invalidation meanwhile);
+ * returns with ap->lock held, and no invalidation since the resolve. */
+static int resolve_locked(struct apid *ap, char *p, uintptr_t x, size_t size)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		pthread_mutex_lock(&ap->lock);
+		unsigned gen = ap->inval_gen;
+		pthread_mutex_unlock(&ap->lock);
+		int ret = resolve_into(ap, p, x, size);
+		pthread_mutex_lock(&ap->lock);
+		if (ret < 0 || gen == ap->inval_gen)
+			return ret;
+		pthread_mutex_unlock(&ap->lock); /* changed under us: again */
+	}
+	pthread_mutex_lock(&ap->lock);
+	return uxp_fail(EAGAIN, "shm: attach: pid %d keeps changing %#lx+%#zx", (int)ap->conn->peer_pid,
+			(unsigned long)x, size);
 }
 
 static int attach_own_vma(struct apid *ap, uintptr_t x, size_t size, uintptr_t vaddr, void **addr)
@@ -343,13 +441,21 @@ static int attach_own_vma(struct apid *ap, uintptr_t x, size_t size, uintptr_t v
 
 	if (!a)
 		return -ENOMEM;
-	pthread_mutex_lock(&ap->lock); /* a revoke sees all or none of it */
-	if (__atomic_load_n(&ap->revoked, __ATOMIC_ACQUIRE))
-		ret = uxp_fail(ENOENT, "shm: attach: apid %#llx was revoked", (unsigned long long)ap->id);
+	int in_arena = ap->arena_fd >= 0 && x >= ap->arena_base &&
+		       x + size <= ap->arena_base + ap->arena_size;
+	ret = map_own_vma(ap, x, size, vaddr, &p);
+	if (ret == 0 && !in_arena)
+		ret = resolve_locked(ap, p, x, size);
 	else
-		ret = map_own_vma(ap, x, size, vaddr, &p);
+		pthread_mutex_lock(&ap->lock);
+	/* under ap->lock: a revoke or invalidation sees all or none of it */
+	if (ret == 0 && __atomic_load_n(&ap->revoked, __ATOMIC_ACQUIRE))
+		ret = uxp_fail(ENOENT, "shm: attach: apid %#llx was revoked", (unsigned long long)ap->id);
+	if (ret < 0 && p)
+		munmap(p, size);
 	if (ret == 0) {
-		*a = (struct att){ .addr = (uintptr_t)p, .size = size, .ap = ap, .own_vma = 1, .count = 1 };
+		*a = (struct att){ .addr = (uintptr_t)p, .size = size, .xaddr = x, .ap = ap,
+				   .own_vma = 1, .count = 1 };
 		ret = uxp_idtab_insert(&atts, a->addr, a);
 		if (ret < 0)
 			munmap(p, size);
@@ -502,7 +608,16 @@ static void zap_by_conn(struct uxp_conn *c, uint64_t grant, int reason)
 	};
 	struct by_conn b = { .c = c, .grant = grant };
 	pthread_once(&imp_once, imp_init);
+	pthread_mutex_lock(&c->lock); /* see new_apid */
 	uxp_idtab_foreach(&apids, collect_apid, &b);
+	if (grant && b.n == 0) { /* its apid is not in the table yet */
+		if (c->norphans == UXP_ARRAY_SIZE(c->orphans))
+			memmove(c->orphans, c->orphans + 1, sizeof(c->orphans) - sizeof(c->orphans[0]));
+		else
+			c->norphans++;
+		c->orphans[c->norphans - 1] = grant;
+	}
+	pthread_mutex_unlock(&c->lock);
 	for (size_t i = 0; i < b.n; i++) {
 		struct apid *ap = b.v[i];
 		zap(ap, why[reason]);
@@ -512,8 +627,65 @@ static void zap_by_conn(struct uxp_conn *c, uint64_t grant, int reason)
 	free(b.v);
 }
 
+/* The exporter's mapping of [a, b) changed: map SIGBUS over what our
+ * attachments of ap show of it, and tell the application. */
+static void invalidate_apid(struct apid *ap, uintptr_t a, uintptr_t b)
+{
+	struct collect cl = { .ap = ap, .own_only = 1 };
+	struct hit { uintptr_t at; size_t len; uintptr_t x; } *hits = NULL;
+	size_t nhits = 0;
+
+	pthread_mutex_lock(&ap->lock);
+	ap->inval_gen++; /* an attach resolving right now resolves again */
+	uxp_idtab_foreach(&atts, collect_att, &cl);
+	if (cl.n)
+		hits = calloc(cl.n, sizeof(*hits));
+	for (size_t i = 0; hits && i < cl.n; i++) {
+		struct att *t = cl.v[i];
+		uintptr_t lo = a > t->xaddr ? a : t->xaddr;
+		uintptr_t hi = b < t->xaddr + t->size ? b : t->xaddr + t->size;
+		if (lo >= hi)
+			continue;
+		uintptr_t at = t->addr + (lo - t->xaddr);
+		if (mmap((void *)at, hi - lo, ap->prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE,
+			 uxp_hole_fd(), 0) == MAP_FAILED)
+			uxp_error("shm: cannot invalidate %#lx+%#lx: %s", (unsigned long)at,
+				  (unsigned long)(hi - lo), strerror(errno));
+		hits[nhits++] = (struct hit){ at, hi - lo, lo };
+	}
+	pthread_mutex_unlock(&ap->lock);
+	free(cl.v);
+	for (size_t i = 0; i < nhits; i++) {
+		uxp_debug("shm: apid %#llx: %#lx+%#zx invalidated by the exporter",
+			  (unsigned long long)ap->id, (unsigned long)hits[i].at, hits[i].len);
+		uxp_revoke_emit(ap->id, ap->segid, UXPMEM_REVOKE_INVALIDATED, (void *)hits[i].at,
+				hits[i].len, (off_t)(hits[i].x - ap->seg_vaddr), hits[i].len);
+	}
+	free(hits);
+}
+
+static void handle_invalidate(struct uxp_conn *c, const struct uxp_msg *m)
+{
+	struct by_conn b = { .c = c };
+	pthread_once(&imp_once, imp_init);
+	uxp_idtab_foreach(&apids, collect_apid, &b);
+	for (size_t i = 0; i < b.n; i++) {
+		invalidate_apid(b.v[i], m->addr, m->addr + m->len);
+		ap_put(b.v[i]);
+	}
+	free(b.v);
+	struct uxp_msg ack;
+	uxp_msg_init(&ack, UXP_MSG_INVALIDATE_ACK);
+	ack.seq = m->seq;
+	uxp_msg_send(c->fd, &ack, -1, MSG_DONTWAIT);
+}
+
 void uxp_imp_handle(struct uxp_conn *c, const struct uxp_msg *m)
 {
+	if (m->type == UXP_MSG_INVALIDATE) {
+		handle_invalidate(c, m);
+		return;
+	}
 	if (m->type != UXP_MSG_REVOKE)
 		return;
 	zap_by_conn(c, m->grant, UXPMEM_REVOKE_REMOVED);

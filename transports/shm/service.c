@@ -24,10 +24,17 @@ struct uxp_waiter {
 	pthread_cond_t cond;
 	int done;
 	int status;
-	int fd;
-	struct uxp_msg reply;
+	struct uxp_msgbuf *reply; /* the caller's */
+	int *fds;                 /* UXP_MAX_FDS slots, the caller's */
+	unsigned nfds;
 	struct uxp_waiter *next;
 };
+
+static void close_fds(const int *fds, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		close(fds[i]);
+}
 
 static pthread_mutex_t svc_lock = PTHREAD_MUTEX_INITIALIZER;
 static int svc_epfd = -1;
@@ -148,6 +155,7 @@ static void fail_waiters(struct uxp_conn *c, int status)
 /* Service thread: the peer is gone (or misbehaved); tear c down. */
 static void conn_close(struct uxp_conn *c, const char *why, int error)
 {
+	c->close_error = error;
 	if (__atomic_exchange_n(&c->dead, 1, __ATOMIC_ACQ_REL))
 		return;
 	uxp_debug("shm: connection with pid %d closed: %s", (int)c->peer_pid, why);
@@ -162,8 +170,10 @@ static void conn_close(struct uxp_conn *c, const char *why, int error)
 	uxp_conn_put(c);
 }
 
-static void deliver_reply(struct uxp_conn *c, const struct uxp_msg *m, int fd)
+static void deliver_reply(struct uxp_conn *c, const struct uxp_msgbuf *b, const int *fds,
+			  unsigned nfds)
 {
+	const struct uxp_msg *m = &b->m;
 	struct uxp_waiter *w, **p;
 
 	pthread_mutex_lock(&c->lock);
@@ -172,8 +182,9 @@ static void deliver_reply(struct uxp_conn *c, const struct uxp_msg *m, int fd)
 			break;
 	if (w) {
 		*p = w->next;
-		w->reply = *m;
-		w->fd = fd;
+		memcpy(w->reply, b, sizeof(b->m) + m->count * sizeof(b->piece[0]));
+		memcpy(w->fds, fds, nfds * sizeof(int));
+		w->nfds = nfds;
 		w->status = 0;
 		w->done = 1;
 		pthread_cond_signal(&w->cond);
@@ -184,9 +195,8 @@ static void deliver_reply(struct uxp_conn *c, const struct uxp_msg *m, int fd)
 	/* Late reply to a request that timed out: give the grant back. */
 	uxp_debug("shm: late reply seq %llu from pid %d dropped",
 		  (unsigned long long)m->seq, (int)c->peer_pid);
-	if (fd >= 0)
-		close(fd);
-	if (m->status == 0 && m->grant) {
+	close_fds(fds, nfds);
+	if (m->type == UXP_MSG_GET_REPLY && m->status == 0 && m->grant) {
 		struct uxp_msg rel;
 		uxp_msg_init(&rel, UXP_MSG_RELEASE);
 		rel.grant = m->grant;
@@ -194,23 +204,30 @@ static void deliver_reply(struct uxp_conn *c, const struct uxp_msg *m, int fd)
 	}
 }
 
-static void dispatch(struct uxp_conn *c, const struct uxp_msg *m, int fd)
+/* Which side may send a message type. */
+static int sent_by_importer(unsigned type)
 {
-	if (c->role == UXP_CONN_FROM_IMPORTER) {
-		uxp_exp_handle(c, m); /* decode guarantees no descriptor here */
-	} else if (m->type == UXP_MSG_GET_REPLY) {
-		deliver_reply(c, m, fd);
-	} else {
-		uxp_imp_handle(c, m);
-	}
+	return type == UXP_MSG_GET || type == UXP_MSG_RELEASE || type == UXP_MSG_REVOKE_ACK ||
+	       type == UXP_MSG_RESOLVE || type == UXP_MSG_INVALIDATE_ACK;
+}
+
+static void dispatch(struct uxp_conn *c, const struct uxp_msgbuf *b, const int *fds, unsigned nfds)
+{
+	if (c->role == UXP_CONN_FROM_IMPORTER)
+		uxp_exp_handle(c, &b->m); /* decode guarantees no descriptor here */
+	else if (b->m.type == UXP_MSG_GET_REPLY || b->m.type == UXP_MSG_RESOLVE_REPLY)
+		deliver_reply(c, b, fds, nfds);
+	else
+		uxp_imp_handle(c, &b->m);
 }
 
 static void conn_event(struct uxp_conn *c)
 {
 	for (;;) {
-		struct uxp_msg m;
-		int fd;
-		int r = uxp_msg_recv(c->fd, &m, &fd);
+		struct uxp_msgbuf b;
+		int fds[UXP_MAX_FDS];
+		unsigned nfds;
+		int r = uxp_msg_recv(c->fd, &b, fds, &nfds);
 		if (r == -EAGAIN)
 			return;
 		if (r == 0 || r == -ECONNRESET) {
@@ -224,19 +241,41 @@ static void conn_event(struct uxp_conn *c)
 			conn_close(c, "error", 1);
 			return;
 		}
-		if ((c->role == UXP_CONN_FROM_IMPORTER) !=
-		    (m.type == UXP_MSG_GET || m.type == UXP_MSG_RELEASE || m.type == UXP_MSG_REVOKE_ACK)) {
-			if (fd >= 0)
-				close(fd);
+		if ((c->role == UXP_CONN_FROM_IMPORTER) != sent_by_importer(b.m.type)) {
+			close_fds(fds, nfds);
 			uxp_warn("shm: dropping connection with pid %d: message %u in the wrong direction",
-				 (int)c->peer_pid, m.type);
+				 (int)c->peer_pid, b.m.type);
 			conn_close(c, "protocol error", 1);
 			return;
 		}
-		dispatch(c, &m, fd);
+		dispatch(c, &b, fds, nfds);
 		if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE))
 			return;
 	}
+}
+
+/* Out of descriptors, a pending connection keeps the listening socket
+ * readable and epoll would spin: give up the spare descriptor to accept it,
+ * close it at once, and take the spare back. */
+static int svc_spare_fd = -1;
+
+/* Returns 1 if a pending connection was shed, 0 if none was pending (accept4
+ * fails with EMFILE before it looks at the queue). */
+static int shed_connection(void)
+{
+	static time_t last_warned;
+	if (svc_spare_fd >= 0)
+		close(svc_spare_fd);
+	int fd = accept4(svc_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	svc_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	time_t now = time(NULL);
+	if (fd >= 0 && now != last_warned) {
+		last_warned = now;
+		uxp_warn("shm: out of descriptors: refusing importers");
+	}
+	return fd >= 0;
 }
 
 static void accept_all(void)
@@ -244,6 +283,11 @@ static void accept_all(void)
 	for (;;) {
 		int fd = accept4(svc_listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				if (shed_connection())
+					continue;
+				return;
+			}
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				uxp_warn("shm: accept: %s", strerror(errno));
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -272,6 +316,7 @@ static void *svc_main(void *arg)
 	int ep = (int)(intptr_t)arg;
 	struct epoll_event evs[32];
 
+	uxp_conv_exclude_self(); /* never frozen: it carries invalidation acks */
 	for (;;) {
 		int n = epoll_wait(ep, evs, 32, -1);
 		if (n < 0) {
@@ -361,6 +406,8 @@ int uxp_svc_listen(void)
 		if (!registered++)
 			atexit(unlink_listen_path);
 	}
+	if (svc_spare_fd < 0)
+		svc_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &listen_marker };
 	if (epoll_ctl(svc_epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		ret = uxp_fail(errno, "shm: epoll_ctl: %s", strerror(errno));
@@ -440,9 +487,10 @@ out:
 	return c ? 0 : ret;
 }
 
-int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msg *reply, int *fd)
+int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msgbuf *reply, int *fds,
+		    unsigned *nfds)
 {
-	struct uxp_waiter w = { .fd = -1 };
+	struct uxp_waiter w = { .reply = reply, .fds = fds };
 	pthread_condattr_t ca;
 	struct timespec deadline;
 	long ms = uxp_timeout_ms("XPMEM_SHM_TIMEOUT_MS", 10000);
@@ -490,8 +538,7 @@ int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msg *rep
 	if (w.status < 0)
 		return uxp_fail(-w.status, "shm: exporter pid %d went away during the request",
 				(int)c->peer_pid);
-	*reply = w.reply;
-	*fd = w.fd;
+	*nfds = w.nfds;
 	return 0;
 }
 
@@ -511,7 +558,9 @@ void uxp_svc_fork_child(void)
 		close(svc_listen_fd);
 	if (svc_epfd >= 0)
 		close(svc_epfd);
-	svc_listen_fd = svc_epfd = -1;
+	if (svc_spare_fd >= 0)
+		close(svc_spare_fd);
+	svc_listen_fd = svc_epfd = svc_spare_fd = -1;
 	svc_listen_path[0] = '\0';
 	pthread_mutex_init(&svc_lock, NULL);
 }

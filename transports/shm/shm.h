@@ -24,6 +24,11 @@ struct uxp_conn {
 	int npeer_groups;
 	int refs;           /* atomic */
 	int dead;           /* atomic: peer closed or protocol error */
+	int close_error;    /* closed for a protocol error (set before dead) */
+	/* TO_EXPORTER, under lock: grants revoked before their apid existed
+	 * (the REVOKE overtook the thread that got the reply) */
+	uint64_t orphans[16];
+	unsigned norphans;
 	pthread_mutex_t lock;
 	struct uxp_waiter *waiters; /* pending requests (TO_EXPORTER) */
 	unsigned napids;    /* apids using it (TO_EXPORTER), under lock */
@@ -37,9 +42,10 @@ int uxp_svc_listen(void);
 /* Connection to the exporter process pid, shared, new reference.  Checks
  * SO_PEERCRED.pid == pid.  -ENOENT if nobody serves that pid. */
 int uxp_svc_connect(pid_t pid, struct uxp_conn **out);
-/* Send req on c and wait for the reply with the same seq (bounded).
- * *fd receives a descriptor sent with the reply (-1 if none). */
-int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msg *reply, int *fd);
+/* Send req on c and wait for the reply with the same seq (bounded).  The
+ * reply's descriptors land in fds[] (UXP_MAX_FDS slots), *nfds of them. */
+int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msgbuf *reply, int *fds,
+		    unsigned *nfds);
 void uxp_conn_get(struct uxp_conn *c);
 void uxp_conn_put(struct uxp_conn *c);
 /* Forget everything inherited from the parent (forked child). */
@@ -63,6 +69,22 @@ int uxp_imp_release(xpmem_apid_t apid);
 int uxp_imp_attach(xpmem_apid_t apid, off_t offset, size_t size, uintptr_t vaddr, void **addr);
 int uxp_imp_detach(uintptr_t vaddr);
 void uxp_imp_fork_child(void);
+
+/* ---- exporting any memory (convert.c) ----------------------------------- */
+enum { UXP_UFFD_NONE = 0, UXP_UFFD_USER, UXP_UFFD_FULL };
+/* The userfaultfd level of this process; why[] explains it. */
+int uxp_uffd_level(char *why, size_t whylen);
+/* Queue a RESOLVE for the converter thread (it replies on c). */
+int uxp_conv_submit(struct uxp_conn *c, const struct uxp_msg *m, int rdonly, int arena_ok,
+		    uintptr_t seg_start, uintptr_t seg_end, int whole);
+/* An importer acknowledged INVALIDATE seq. */
+void uxp_conv_acked(struct uxp_conn *c, uint64_t seq);
+/* Library threads that may run during a conversion call this first. */
+void uxp_conv_exclude_self(void);
+void uxp_conv_fork_child(void);
+/* This process's arena, if it has one (exporter.c). */
+struct uxpmem_arena_v1;
+int uxp_exp_arena(struct uxpmem_arena_v1 *a);
 
 /* ---- helpers (shm.c) ---------------------------------------------------- */
 /* A sealed zero-length memfd: mapping it makes every touch raise SIGBUS. */
