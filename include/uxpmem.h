@@ -43,6 +43,22 @@ struct uxpmem_transport_info {
  */
 int uxpmem_transport_query(unsigned index, struct uxpmem_transport_info *info);
 
+/* How much of this process's memory the selected transport can export. */
+enum uxpmem_export_level {
+	UXPMEM_EXPORT_ARENA = 0,  /* only memory in the arena (xpmem-run); the rest is holes */
+	UXPMEM_EXPORT_USER = 1,   /* any private memory; a system call that writes exported
+				   * memory during its conversion fails with EFAULT
+				   * (userfaultfd user-mode-only) */
+	UXPMEM_EXPORT_FULL = 2,   /* any private memory (and the kernel transport) */
+};
+
+/*
+ * The export level of the selected transport in this process (enum
+ * uxpmem_export_level); why (if not NULL) receives an explanation.  -1 with
+ * errno if no transport is usable.
+ */
+int uxpmem_export_level(char *why, size_t whylen);
+
 /* ---- revocation ---------------------------------------------------------
  * Importers are told when what they attached goes away, before they touch
  * it (touching it raises SIGBUS, as with the kernel XPMEM).  Two forms:

@@ -1,6 +1,7 @@
 /* api.c - the API edge: validate what is transport-independent, call the
  * selected transport, turn -errno into -1 + errno.  Semantics follow the
  * kernel XPMEM (see xpmem(7) and docs/design.md). */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include "uxp.h"
@@ -172,6 +173,16 @@ UXP_EXPORT const char *uxpmem_transport_name(void)
 {
 	TRANSPORT_OR(NULL);
 	return t->name;
+}
+
+UXP_EXPORT int uxpmem_export_level(char *why, size_t whylen)
+{
+	TRANSPORT_OR(-1);
+	char buf[256] = "the transport follows every mapping";
+	int level = t->export_level ? t->export_level(buf, sizeof(buf)) : UXPMEM_EXPORT_FULL;
+	if (why && whylen)
+		snprintf(why, whylen, "%s", buf);
+	return level;
 }
 
 UXP_EXPORT int uxpmem_transport_query(unsigned index, struct uxpmem_transport_info *info)

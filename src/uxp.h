@@ -84,6 +84,8 @@ struct uxp_transport {
 	int (*attach)(xpmem_apid_t apid, off_t offset, size_t size,
 		      uintptr_t vaddr, void **addr);
 	int (*detach)(uintptr_t vaddr);
+	/* enum uxpmem_export_level of this process; NULL means FULL. */
+	int (*export_level)(char *why, size_t whylen);
 	/* In a forked child, before anything else: drop inherited per-process
 	 * state so the child starts clean (apids, attachments and segments
 	 * belong to the parent).  Must not block; may be NULL. */

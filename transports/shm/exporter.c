@@ -31,6 +31,7 @@ struct grant {
 	struct uxp_conn *conn; /* referenced */
 	int flags;
 	int revoking;          /* waiting for the importer's ack */
+	int has_arena;         /* the importer got the arena descriptor */
 	struct grant *next;
 };
 
@@ -54,7 +55,7 @@ static void exp_init(void)
 	pthread_condattr_destroy(&ca);
 }
 
-static int arena_query(struct uxpmem_arena_v1 *a)
+int uxp_exp_arena(struct uxpmem_arena_v1 *a)
 {
 	static int (*query)(struct uxpmem_arena_v1 *);
 	if (!query)
@@ -126,7 +127,7 @@ static int whole_address_space(const struct seg *s)
 static int grant_fd(const struct seg *s, const struct uxp_conn *c, int flags,
 		    struct uxpmem_arena_v1 *a)
 {
-	if (arena_query(a) < 0) {
+	if (uxp_exp_arena(a) < 0) {
 		uxp_debug("shm: pid %d has no arena (not run under xpmem-run): "
 			  "segid %#llx is a hole for importers", (int)getpid(),
 			  (unsigned long long)s->segid);
@@ -164,6 +165,9 @@ static int grant_fd(const struct seg *s, const struct uxp_conn *c, int flags,
 	}
 	return ro_fd;
 }
+
+static struct grant *grant_unlink(struct uxp_conn *c, uint64_t id);
+static void grant_free(struct grant *g);
 
 static void handle_get(struct uxp_conn *c, const struct uxp_msg *m)
 {
@@ -205,9 +209,16 @@ static void handle_get(struct uxp_conn *c, const struct uxp_msg *m)
 			}
 		}
 	}
+	if (fd >= 0)
+		grants->has_arena = 1;
 	/* reply under exp_lock: a remove cannot slip between grant and reply */
 	int ret = uxp_msg_send(c->fd, &r, fd, MSG_DONTWAIT);
+	struct grant *unsent = NULL;
+	if (ret < 0 && r.status == 0) /* a peer that does not read gets no grant */
+		unsent = grant_unlink(c, r.grant);
 	pthread_mutex_unlock(&exp_lock);
+	if (unsent)
+		grant_free(unsent);
 	if (ret < 0)
 		uxp_debug("shm: reply to pid %d failed: %s", (int)c->peer_pid, strerror(-ret));
 }
@@ -231,6 +242,37 @@ static void grant_free(struct grant *g)
 	free(g);
 }
 
+/* An importer asks what backs a range of its grant's segment; the
+ * converter thread answers (conversion may freeze writers, so never here). */
+static void handle_resolve(struct uxp_conn *c, const struct uxp_msg *m)
+{
+	struct uxp_msg r;
+	int ret = 0;
+	pthread_mutex_lock(&exp_lock);
+	struct grant *g = grants;
+	while (g && !(g->conn == c && g->id == m->grant))
+		g = g->next;
+	if (!g) {
+		ret = uxp_fail(ENOENT, "shm: resolve from pid %d: no grant %llu", (int)c->peer_pid,
+			       (unsigned long long)m->grant);
+	} else if (m->addr < g->seg->vaddr || m->addr + m->len > g->seg->vaddr + g->seg->size ||
+		   (m->addr | m->len) & (uxp_page_size - 1)) {
+		ret = uxp_fail(EINVAL, "shm: resolve from pid %d: %#llx+%#llx is outside its segment",
+			       (int)c->peer_pid, (unsigned long long)m->addr, (unsigned long long)m->len);
+	} else {
+		int same_uid = c->peer_uid == geteuid() || c->peer_uid == 0;
+		ret = uxp_conv_submit(c, m, g->flags == XPMEM_RDONLY, g->has_arena, g->seg->vaddr,
+				      g->seg->vaddr + g->seg->size, same_uid || whole_address_space(g->seg));
+	}
+	pthread_mutex_unlock(&exp_lock);
+	if (ret == 0)
+		return;
+	uxp_msg_init(&r, UXP_MSG_RESOLVE_REPLY);
+	r.seq = m->seq;
+	r.status = ret;
+	uxp_msg_send(c->fd, &r, -1, MSG_DONTWAIT);
+}
+
 void uxp_exp_handle(struct uxp_conn *c, const struct uxp_msg *m)
 {
 	struct grant *g = NULL;
@@ -238,6 +280,12 @@ void uxp_exp_handle(struct uxp_conn *c, const struct uxp_msg *m)
 	switch (m->type) {
 	case UXP_MSG_GET:
 		handle_get(c, m);
+		return;
+	case UXP_MSG_RESOLVE:
+		handle_resolve(c, m);
+		return;
+	case UXP_MSG_INVALIDATE_ACK:
+		uxp_conv_acked(c, m->seq);
 		return;
 	case UXP_MSG_RELEASE:
 	case UXP_MSG_REVOKE_ACK:

@@ -20,8 +20,30 @@ enum uxp_msg_type {
 	UXP_MSG_RELEASE,       /* importer -> exporter: grant (no reply) */
 	UXP_MSG_REVOKE,        /* exporter -> importer: grant, reason */
 	UXP_MSG_REVOKE_ACK,    /* importer -> exporter: grant, after zapping */
-	UXP_MSG_TYPE_MAX = UXP_MSG_REVOKE_ACK,
+	UXP_MSG_RESOLVE,       /* importer -> exporter: grant, exporter range addr+len */
+	UXP_MSG_RESOLVE_REPLY, /* exporter -> importer: status, count pieces [+ fds] */
+	UXP_MSG_INVALIDATE,    /* exporter -> importer: exporter range addr+len changed */
+	UXP_MSG_INVALIDATE_ACK, /* importer -> exporter: seq, after zapping */
+	UXP_MSG_TYPE_MAX = UXP_MSG_INVALIDATE_ACK,
 };
+
+/* What backs one piece of an exporter range (RESOLVE_REPLY). */
+enum uxp_piece_kind {
+	UXP_PIECE_HOLE = 1,   /* nothing shareable: SIGBUS when touched */
+	UXP_PIECE_ARENA,      /* the arena memfd the importer got with the grant */
+	UXP_PIECE_FD,         /* descriptor number fd of the reply, at offset */
+};
+
+struct uxp_piece {
+	uint64_t addr;        /* exporter address, page aligned */
+	uint64_t len;         /* bytes, page multiple */
+	uint64_t offset;      /* in the backing file */
+	uint32_t kind;
+	uint32_t fd;          /* index into the reply's descriptors (UXP_PIECE_FD) */
+};
+
+#define UXP_MAX_PIECES 64
+#define UXP_MAX_FDS 32
 
 /* Why a grant is revoked. */
 enum uxp_revoke_reason {
@@ -43,24 +65,37 @@ struct uxp_msg {
 	uint64_t arena_base;  /* GET_REPLY: arena range; size 0 = no descriptor */
 	uint64_t arena_size;
 	uint32_t reason;      /* REVOKE */
-	uint32_t pad;
+	uint32_t count;       /* RESOLVE_REPLY: pieces that follow the message */
+	uint64_t addr;        /* RESOLVE, INVALIDATE: exporter range */
+	uint64_t len;
+};
+
+/* A message with the pieces of a RESOLVE_REPLY. */
+struct uxp_msgbuf {
+	struct uxp_msg m;
+	struct uxp_piece piece[UXP_MAX_PIECES];
 };
 
 /* Fill the header of a message of the given type (other fields zero). */
 void uxp_msg_init(struct uxp_msg *m, enum uxp_msg_type type);
 
 /* Validate len bytes received with nfds descriptors; on success copy them
- * to *out and return 0, else -EBADMSG (malformed) or -EPROTO (version). */
-int uxp_msg_decode(const void *buf, size_t len, unsigned nfds, struct uxp_msg *out);
+ * to *out (pieces included) and return 0, else -EBADMSG (malformed) or
+ * -EPROTO (version). */
+int uxp_msg_decode(const void *buf, size_t len, unsigned nfds, struct uxp_msgbuf *out);
 
 /* Send m (and fd if >= 0).  flags: extra send flags (MSG_DONTWAIT).
  * 0 or -errno. */
 int uxp_msg_send(int sock, const struct uxp_msg *m, int fd, int flags);
 
-/* Receive one message without blocking.  1 and *fd (-1 if none) on a
- * message, 0 on end of stream, -EAGAIN if nothing is pending, -EBADMSG /
- * -EPROTO for a bad message (descriptors received with it are closed),
- * other -errno on error. */
-int uxp_msg_recv(int sock, struct uxp_msg *m, int *fd);
+/* Send a RESOLVE_REPLY with its pieces and nfds descriptors. */
+int uxp_msg_send_pieces(int sock, const struct uxp_msgbuf *b, const int *fds, unsigned nfds,
+			int flags);
+
+/* Receive one message without blocking.  1 and its descriptors (fds[],
+ * *nfds; at most UXP_MAX_FDS) on a message, 0 on end of stream, -EAGAIN if
+ * nothing is pending, -EBADMSG / -EPROTO for a bad message (descriptors
+ * received with it are closed), other -errno on error. */
+int uxp_msg_recv(int sock, struct uxp_msgbuf *b, int *fds, unsigned *nfds);
 
 #endif

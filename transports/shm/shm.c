@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "shm.h"
+#include "uxpmem.h"
 
 static pthread_once_t hole_once = PTHREAD_ONCE_INIT;
 static int hole_fd = -1;
@@ -107,8 +108,21 @@ static int shm_attach(xpmem_apid_t apid, off_t offset, size_t size, uintptr_t va
 	return uxp_imp_attach(apid, offset, size, vaddr, addr);
 }
 
+static int shm_export_level(char *why, size_t whylen)
+{
+	switch (uxp_uffd_level(why, whylen)) {
+	case UXP_UFFD_FULL:
+		return UXPMEM_EXPORT_FULL;
+	case UXP_UFFD_USER:
+		return UXPMEM_EXPORT_USER;
+	default:
+		return UXPMEM_EXPORT_ARENA;
+	}
+}
+
 static void shm_fork_child(void)
 {
+	uxp_conv_fork_child(); /* first: converted memory becomes private again */
 	uxp_imp_fork_child();
 	uxp_exp_fork_child();
 	uxp_svc_fork_child();
@@ -125,5 +139,6 @@ const struct uxp_transport uxp_shm_transport = {
 	.release = uxp_imp_release,
 	.attach = shm_attach,
 	.detach = uxp_imp_detach,
+	.export_level = shm_export_level,
 	.fork_child = shm_fork_child,
 };

@@ -1,0 +1,1042 @@
+/* convert.c - export any memory: in-place conversion and the userspace MMU
+ * notifier (exporter side).
+ *
+ * An importer attaching memory that is not in the arena sends RESOLVE; the
+ * converter thread answers with what backs each piece of the range:
+ * - arena memory: the arena memfd the importer already has;
+ * - memory converted before and still mapped from our memfd: that memfd;
+ * - private memory (heap, thread stacks, .data/.bss, anonymous mmap): it is
+ *   converted in place: writers are frozen with a userfaultfd write-protect,
+ *   the contents copied into a new memfd, the memfd mapped MAP_SHARED|
+ *   MAP_FIXED over the same addresses (libc mmap, so memory hooks see it)
+ *   and the writers woken: their writes land in the memfd, none is lost;
+ * - anything else: a hole (SIGBUS when touched), logged.
+ *
+ * Converted ranges stay registered with the userfaultfd (write-protect mode,
+ * nothing protected) for UNMAP/REMAP/REMOVE events.  The thread that unmaps
+ * blocks until the notifier thread reads the event, and the VMA is already
+ * gone by then: before reading, the notifier finds the tracked ranges that
+ * no longer map their memfd and has every importer map SIGBUS over them
+ * (INVALIDATE, acknowledged).  So an importer never reads memory that is no
+ * longer the exporter's.
+ *
+ * The converter and notifier must never write memory that may be frozen
+ * (heap, .data/.bss) or they would wait on their own write-protect fault:
+ * they only use their stacks and a private region mapped with the raw
+ * syscall; both are excluded from conversion.
+ */
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include "shm.h"
+#include "arena/arena.h"
+
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 14)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+#define MAX_CONV 4096        /* tracked converted ranges */
+#define MAX_USERS 64         /* importer connections per converted range */
+#define MAX_EXCLUDED 16      /* our own stacks and state */
+#define MAPS_BUF (4u << 20)  /* /proc/self/maps snapshot */
+
+/* A memfd backing converted memory; shared by the pieces a range splits into. */
+struct backing {
+	int fd;
+	ino_t ino;
+	unsigned refs;
+};
+
+struct conv {
+	uintptr_t start, end;    /* exporter addresses */
+	off_t off;               /* offset of start in the memfd */
+	struct backing *b;
+	struct uxp_conn *users[MAX_USERS]; /* importers given this memfd */
+	unsigned nusers;
+};
+
+struct excluded {
+	uintptr_t start, end;
+};
+
+/* Everything the converter and notifier write lives here (raw mmap). */
+struct state {
+	pthread_mutex_t lock;           /* conv[], backings, excluded[] */
+	pthread_cond_t acked;
+	struct conv conv[MAX_CONV];
+	unsigned nconv;
+	struct backing backing[MAX_CONV];
+	struct excluded excluded[MAX_EXCLUDED];
+	unsigned nexcluded;
+	uintptr_t converting_start, converting_end; /* self-inflicted events */
+	uint64_t inval_seq;
+	unsigned acks_pending;
+	int deferring;                  /* sweep: keep memfds open until events are handled */
+	int deferred[MAX_CONV];
+	unsigned ndeferred;
+	int snapshot[MAX_CONV];         /* fork: copies of conv[] for the child */
+	char maps[2][MAPS_BUF];         /* snapshots: converter's, notifier's */
+};
+
+enum { MAPS_CONVERTER, MAPS_NOTIFIER };
+
+static struct state *st;
+static int uffd = -1;
+static int uffd_level; /* UXP_UFFD_* */
+static uint64_t uffd_features;
+static pthread_once_t state_once = PTHREAD_ONCE_INIT;
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+
+/* ---- jobs for the converter thread -------------------------------------- */
+
+struct job {
+	struct uxp_conn *c;
+	struct uxp_msg m;
+	int rdonly, arena_ok, whole;
+	uintptr_t seg_start, seg_end;
+	struct job *next;
+};
+
+static pthread_mutex_t job_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t job_cond = PTHREAD_COND_INITIALIZER;
+static struct job *jobs, **jobs_tail = &jobs;
+
+/* ---- userfaultfd --------------------------------------------------------- */
+
+static int uffd_open(int flags)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | flags);
+	if (fd >= 0 || flags)
+		return fd;
+	/* root-less full access through /dev/userfaultfd (Linux >= 6.1) */
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return -1;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	close(dev);
+	return fd;
+}
+
+#define WANTED_FEATURES                                                             \
+	(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP | \
+	 UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED)
+
+/* The level this process can have, and a descriptor with the features we
+ * use that this kernel has (or -1).  UFFDIO_API may be called once per
+ * descriptor: learn the kernel's features on a throw-away one first. */
+static int open_notifier_uffd(int *level)
+{
+	int flags = 0;
+	int fd = uffd_open(0);
+	*level = UXP_UFFD_FULL;
+	if (fd < 0) {
+		flags = UFFD_USER_MODE_ONLY;
+		fd = uffd_open(flags);
+		*level = UXP_UFFD_USER;
+	}
+	struct uffdio_api probe = { .api = UFFD_API };
+	if (fd < 0 || ioctl(fd, UFFDIO_API, &probe) < 0) {
+		if (fd >= 0)
+			close(fd);
+		*level = UXP_UFFD_NONE;
+		return -1;
+	}
+	close(fd);
+	fd = uffd_open(flags);
+	struct uffdio_api api = { .api = UFFD_API, .features = probe.features & WANTED_FEATURES };
+	if (fd < 0 || ioctl(fd, UFFDIO_API, &api) < 0) {
+		if (fd >= 0)
+			close(fd);
+		*level = UXP_UFFD_NONE;
+		return -1;
+	}
+	uffd_features = api.features;
+	return fd;
+}
+
+int uxp_uffd_level(char *why, size_t whylen)
+{
+	int level;
+	int fd = open_notifier_uffd(&level);
+	if (fd >= 0)
+		close(fd);
+	if (why)
+		snprintf(why, whylen, "%s",
+			 level == UXP_UFFD_FULL ? "full (kernel-mode accesses wait for conversion)"
+			 : level == UXP_UFFD_USER ? "user-mode-only (vm.unprivileged_userfaultfd=0: a "
+						    "system call writing exported memory during a "
+						    "conversion fails with EFAULT)"
+			 : "none (memory outside the arena cannot be exported: holes)");
+	return level;
+}
+
+static int features_ok(void)
+{
+	return (uffd_features & WANTED_FEATURES) == WANTED_FEATURES;
+}
+
+static int wp_register(uintptr_t a, size_t len)
+{
+	struct uffdio_register r = { .range = { a, len }, .mode = UFFDIO_REGISTER_MODE_WP };
+	return ioctl(uffd, UFFDIO_REGISTER, &r) < 0 ? -errno : 0;
+}
+
+static void wp_unregister(uintptr_t a, size_t len)
+{
+	struct uffdio_range r = { a, len };
+	ioctl(uffd, UFFDIO_UNREGISTER, &r);
+}
+
+static int wp_protect(uintptr_t a, size_t len, int on)
+{
+	struct uffdio_writeprotect w = { .range = { a, len },
+					 .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0 };
+	return ioctl(uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
+}
+
+static void wake(uintptr_t a, size_t len)
+{
+	struct uffdio_range r = { a, len };
+	ioctl(uffd, UFFDIO_WAKE, &r);
+}
+
+/* ---- the maps ------------------------------------------------------------ */
+
+struct vma {
+	uintptr_t start, end;
+	char perms[5];
+	unsigned long long off;
+	unsigned long ino;
+	const char *path; /* in line[], "" for anonymous */
+	char line[4352];  /* copy of the line: the snapshot stays intact */
+};
+
+/* Snapshot /proc/self/maps into st->maps[which] (no malloc); each thread
+ * has its own. */
+static int read_maps(int which)
+{
+	char *buf = st->maps[which];
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	size_t n = 0;
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t r = read(fd, buf + n, MAPS_BUF - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (n == MAPS_BUF - 1)
+			break;
+	}
+	close(fd);
+	buf[n] = '\0';
+	return n == MAPS_BUF - 1 ? -E2BIG : 0;
+}
+
+/* Parse the next line of the snapshot at *pos into v; 0 at the end.  The
+ * snapshot is not modified (several scans may walk it). */
+static int next_vma(char **pos, struct vma *v)
+{
+	for (;;) {
+		const char *line = *pos;
+		if (!*line)
+			return 0;
+		const char *nl = strchr(line, '\n');
+		size_t len = nl ? (size_t)(nl - line) : strlen(line);
+		*pos += len + (nl ? 1 : 0);
+		if (len >= sizeof(v->line))
+			len = sizeof(v->line) - 1;
+		memcpy(v->line, line, len);
+		v->line[len] = '\0';
+		int path_at = 0;
+		if (sscanf(v->line, "%lx-%lx %4s %llx %*s %lu %n", &v->start, &v->end, v->perms,
+			   &v->off, &v->ino, &path_at) < 5)
+			continue;
+		v->path = path_at ? v->line + path_at : "";
+		return 1;
+	}
+}
+
+/* ---- tracked ranges ------------------------------------------------------ */
+
+/* The lowest excluded range overlapping [a, b), in *ex. */
+static int excluded_overlap(uintptr_t a, uintptr_t b, struct excluded *ex)
+{
+	int found = 0;
+	for (unsigned i = 0; i < st->nexcluded; i++)
+		if (st->excluded[i].start < b && a < st->excluded[i].end &&
+		    (!found || st->excluded[i].start < ex->start)) {
+			*ex = st->excluded[i];
+			found = 1;
+		}
+	return found;
+}
+
+static void state_init(void);
+
+static void exclude_own_stack(void)
+{
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+	if (pthread_getattr_np(pthread_self(), &attr) != 0)
+		return;
+	if (pthread_attr_getstack(&attr, &addr, &size) == 0 && st->nexcluded < MAX_EXCLUDED)
+		st->excluded[st->nexcluded++] =
+			(struct excluded){ (uintptr_t)addr, (uintptr_t)addr + size };
+	pthread_attr_destroy(&attr);
+}
+
+/* Library threads that may run during a freeze (service, revocation
+ * dispatcher) call this first: their stacks are never converted. */
+void uxp_conv_exclude_self(void)
+{
+	pthread_once(&state_once, state_init);
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->lock);
+	exclude_own_stack();
+	pthread_mutex_unlock(&st->lock);
+}
+
+static struct conv *find_conv(uintptr_t a)
+{
+	for (unsigned i = 0; i < st->nconv; i++)
+		if (st->conv[i].start <= a && a < st->conv[i].end)
+			return &st->conv[i];
+	return NULL;
+}
+
+static struct backing *new_backing(int fd)
+{
+	struct stat sb;
+	if (fstat(fd, &sb) < 0)
+		return NULL;
+	for (unsigned i = 0; i < MAX_CONV; i++)
+		if (st->backing[i].refs == 0) {
+			st->backing[i] = (struct backing){ .fd = fd, .ino = sb.st_ino, .refs = 1 };
+			return &st->backing[i];
+		}
+	return NULL;
+}
+
+static void put_backing(struct backing *b)
+{
+	if (--b->refs)
+		return;
+	if (st->deferring && st->ndeferred < MAX_CONV) {
+		/* an mremap's REMAP event still has to find it */
+		b->refs = 1;
+		st->deferred[st->ndeferred++] = (int)(b - st->backing);
+	} else {
+		close(b->fd);
+	}
+}
+
+static void conv_add_user(struct conv *cv, struct uxp_conn *c)
+{
+	for (unsigned i = 0; i < cv->nusers; i++)
+		if (cv->users[i] == c)
+			return;
+	if (cv->nusers == MAX_USERS) {
+		uxp_warn("shm: more than %d importers of %#lx: the oldest is no longer told of changes",
+			 MAX_USERS, (unsigned long)cv->start);
+		uxp_conn_put(cv->users[0]);
+		memmove(cv->users, cv->users + 1, (MAX_USERS - 1) * sizeof(cv->users[0]));
+		cv->nusers--;
+	}
+	uxp_conn_get(c);
+	cv->users[cv->nusers++] = c;
+}
+
+static void conv_drop(struct conv *cv)
+{
+	for (unsigned i = 0; i < cv->nusers; i++)
+		uxp_conn_put(cv->users[i]);
+	put_backing(cv->b);
+	*cv = st->conv[--st->nconv];
+}
+
+/* ---- conversion (converter thread) ----------------------------------------- */
+
+/* Can this mapping be converted in place? */
+static int convertible(const struct vma *v)
+{
+	if (v->perms[3] != 'p' || v->perms[0] != 'r' || v->perms[2] == 'x')
+		return 0; /* shared (not ours), unreadable/guard, or code */
+	if (v->path[0] == '[' && strcmp(v->path, "[heap]") && strcmp(v->path, "[stack]"))
+		return 0; /* [vdso], [vvar], [vsyscall] */
+	if (strstr(v->path, "anon_hugepage") || strstr(v->path, "/hugepages"))
+		return 0; /* hugetlb */
+	return 1;
+}
+
+/* Re-apply what a VMA had that a fresh mapping loses. */
+static void restore_flags(uintptr_t a, size_t len, const char *vmflags)
+{
+	static const struct { const char *flag; int advice; } advices[] = {
+		{ "dd", MADV_DONTDUMP }, { "hg", MADV_HUGEPAGE }, { "nh", MADV_NOHUGEPAGE },
+		{ "dc", MADV_DONTFORK }, { "mg", MADV_MERGEABLE },
+	};
+	for (unsigned i = 0; i < UXP_ARRAY_SIZE(advices); i++)
+		if (strstr(vmflags, advices[i].flag))
+			madvise((void *)a, len, advices[i].advice);
+	if (strstr(vmflags, " lo") && mlock((void *)a, len) < 0)
+		uxp_warn("shm: could not re-lock converted %#lx+%#zx: %s", (unsigned long)a, len,
+			 strerror(errno));
+}
+
+/* VmFlags of the VMA starting at start, from /proc/self/smaps (into buf). */
+static void vma_flags(uintptr_t start, char *buf, size_t len)
+{
+	char line[512];
+	char head[32];
+	buf[0] = '\0';
+	FILE *f = fopen("/proc/self/smaps", "re");
+	if (!f)
+		return;
+	int len_head = snprintf(head, sizeof(head), "%lx-", (unsigned long)start);
+	int in = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!in && strncmp(line, head, (size_t)len_head) == 0)
+			in = 1;
+		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			size_t n = strlen(line + 8);
+			if (n > len - 2)
+				n = len - 2;
+			buf[0] = ' ';
+			memcpy(buf + 1, line + 8, n);
+			buf[n + 1] = '\0';
+			break;
+		}
+	}
+	fclose(f);
+}
+
+static int prot_of(const char *perms)
+{
+	return (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0);
+}
+
+/* Convert [a, b) of mapping v; returns the new record or NULL (hole). The
+ * caller does not hold st->lock. */
+static struct conv *convert(uintptr_t a, uintptr_t b, const struct vma *v)
+{
+	size_t len = b - a;
+	char flags[256];
+	int ret;
+
+	vma_flags(v->start, flags, sizeof(flags));
+	int mfd = memfd_create("uxpmem-conv", MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, (off_t)len) < 0) {
+		uxp_warn("shm: memfd for conversion: %s", strerror(errno));
+		if (mfd >= 0)
+			close(mfd);
+		return NULL;
+	}
+	ret = wp_register(a, len);
+	if (ret < 0) {
+		uxp_debug("shm: cannot convert %#lx+%#zx: userfaultfd register: %s%s", (unsigned long)a,
+			  len, strerror(-ret), ret == -EBUSY ? " (another userfaultfd owns it)" : "");
+		close(mfd);
+		return NULL;
+	}
+	/* freeze: from here no writer of [a, b) proceeds until wake() */
+	pthread_mutex_lock(&st->lock);
+	st->converting_start = a;
+	st->converting_end = b;
+	pthread_mutex_unlock(&st->lock);
+	ret = wp_protect(a, len, 1);
+	for (size_t done = 0; ret == 0 && done < len;) {
+		ssize_t n = pwrite(mfd, (char *)a + done, len - done, (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			ret = n < 0 ? -errno : -EIO;
+		else
+			done += (size_t)n;
+	}
+	void *p = MAP_FAILED;
+	if (ret == 0) {
+		/* libc's mmap: memory hooks of UCX/Open MPI see the change */
+		p = mmap((void *)a, len, prot_of(v->perms), MAP_SHARED | MAP_FIXED, mfd, 0);
+		if (p == MAP_FAILED)
+			ret = -errno;
+	}
+	if (ret == 0 && wp_register(a, len) < 0)
+		uxp_warn("shm: converted %#lx+%#zx cannot be watched for changes", (unsigned long)a, len);
+	if (ret < 0) {
+		wp_protect(a, len, 0);
+		wp_unregister(a, len);
+	}
+	wake(a, len);
+	/* thaw: writers resume, into the memfd */
+	pthread_mutex_lock(&st->lock);
+	st->converting_start = st->converting_end = 0;
+	struct conv *cv = NULL;
+	struct backing *bk = ret == 0 ? new_backing(mfd) : NULL;
+	if (bk && st->nconv < MAX_CONV) {
+		cv = &st->conv[st->nconv++];
+		*cv = (struct conv){ .start = a, .end = b, .off = 0, .b = bk };
+	} else if (bk) {
+		put_backing(bk);
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (!bk)
+		close(mfd);
+	if (ret < 0) {
+		uxp_warn("shm: converting %#lx+%#zx failed: %s (a hole for importers)", (unsigned long)a,
+			 len, strerror(-ret));
+		return NULL;
+	}
+	restore_flags(a, len, flags);
+	uxp_debug("shm: converted %#lx+%#zx (%s) in place", (unsigned long)a, len,
+		  v->path[0] ? v->path : "anonymous");
+	return cv;
+}
+
+/* ---- answering RESOLVE ----------------------------------------------------- */
+
+struct reply {
+	struct uxp_msgbuf b;
+	int fds[UXP_MAX_FDS];
+	unsigned nfds;
+	int close_fd[UXP_MAX_FDS]; /* fds opened for this reply */
+};
+
+static int add_piece(struct reply *r, uintptr_t a, uintptr_t b, uint32_t kind, int fd, off_t off)
+{
+	struct uxp_msg *m = &r->b.m;
+	struct uxp_piece *last = m->count ? &r->b.piece[m->count - 1] : NULL;
+	if (last && last->kind == UXP_PIECE_HOLE && kind == UXP_PIECE_HOLE) {
+		last->len += b - a;
+		return 0;
+	}
+	if (m->count == UXP_MAX_PIECES || (kind == UXP_PIECE_FD && r->nfds == UXP_MAX_FDS))
+		return -ENOSPC;
+	struct uxp_piece *p = &r->b.piece[m->count++];
+	*p = (struct uxp_piece){ .addr = a, .len = b - a, .offset = (uint64_t)off, .kind = kind };
+	if (kind == UXP_PIECE_FD) {
+		p->fd = r->nfds;
+		r->close_fd[r->nfds] = -1;
+		r->fds[r->nfds++] = fd;
+	}
+	return 0;
+}
+
+/* A read-only descriptor of fd for an RDONLY grant (closed after sending). */
+static int reopen_rdonly(int fd)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/* Piece for [a, b) ⊆ one VMA v: existing conversion, new one, or hole.
+ * Returns the end of what it covered. */
+/* Piece for [a, min(b, cv->end)) from conversion cv.  Caller holds st->lock. */
+static uintptr_t piece_from_conv(struct job *j, struct reply *r, uintptr_t a, uintptr_t b,
+				 struct conv *cv)
+{
+	uintptr_t end = b < cv->end ? b : cv->end;
+	int ok = j->whole || (cv->start >= j->seg_start && cv->end <= j->seg_end);
+	int fd = -1;
+	if (ok)
+		fd = j->rdonly ? reopen_rdonly(cv->b->fd) : cv->b->fd;
+	if (fd >= 0 && add_piece(r, a, end, UXP_PIECE_FD, fd, cv->off + (off_t)(a - cv->start)) == 0) {
+		if (j->rdonly)
+			r->close_fd[r->nfds - 1] = fd;
+		conv_add_user(cv, j->c);
+		return end;
+	}
+	if (fd >= 0 && j->rdonly)
+		close(fd);
+	return add_piece(r, a, end, UXP_PIECE_HOLE, -1, 0) < 0 ? a : end;
+}
+
+static uintptr_t resolve_vma(struct job *j, struct reply *r, uintptr_t a, uintptr_t b,
+			     const struct vma *v)
+{
+	pthread_mutex_lock(&st->lock);
+	struct conv *cv = find_conv(a);
+	if (cv && v->ino == cv->b->ino) {
+		uintptr_t end = piece_from_conv(j, r, a, b, cv);
+		pthread_mutex_unlock(&st->lock);
+		return end;
+	}
+	struct excluded ex = { 0, 0 };
+	int excl = excluded_overlap(a, b, &ex);
+	pthread_mutex_unlock(&st->lock);
+	if (excl && ex.start > a) /* first the part before it */
+		return resolve_vma(j, r, a, ex.start, v);
+	if (excl) { /* our own stacks and state: never frozen, a hole */
+		uintptr_t end = ex.end < b ? ex.end : b;
+		uxp_debug("shm: %#lx-%#lx is the library's own memory: a hole", (unsigned long)a,
+			  (unsigned long)end);
+		return add_piece(r, a, end, UXP_PIECE_HOLE, -1, 0) < 0 ? a : end;
+	}
+	if (strcmp(v->path, "[stack]") == 0 && a < v->start + uxp_page_size) {
+		/* the main stack's lowest page stays: converting it breaks growth */
+		uintptr_t guard = v->start + uxp_page_size < b ? v->start + uxp_page_size : b;
+		return add_piece(r, a, guard, UXP_PIECE_HOLE, -1, 0) < 0 ? a : guard;
+	}
+	if (!convertible(v) || uffd < 0 || !features_ok() ||
+	    (!j->whole && (a < j->seg_start || b > j->seg_end))) {
+		uxp_debug("shm: %#lx-%#lx (%s %s) stays a hole%s", (unsigned long)a, (unsigned long)b,
+			  v->perms, v->path, uffd < 0 ? ": no userfaultfd in this process" : "");
+		return add_piece(r, a, b, UXP_PIECE_HOLE, -1, 0) < 0 ? a : b;
+	}
+	if (r->b.m.count == UXP_MAX_PIECES || r->nfds == UXP_MAX_FDS)
+		return a;
+	cv = convert(a, b, v);
+	if (!cv)
+		return add_piece(r, a, b, UXP_PIECE_HOLE, -1, 0) < 0 ? a : b;
+	pthread_mutex_lock(&st->lock);
+	uintptr_t end = piece_from_conv(j, r, a, b, cv);
+	pthread_mutex_unlock(&st->lock);
+	return end;
+}
+
+static void answer_resolve(struct job *j)
+{
+	static __thread struct reply r; /* on this thread's (excluded) TLS, not the heap */
+	uintptr_t a = j->m.addr, end = j->m.addr + j->m.len;
+	struct uxpmem_arena_v1 ar = { 0 };
+
+	memset(&r.b.m, 0, sizeof(r.b.m));
+	uxp_msg_init(&r.b.m, UXP_MSG_RESOLVE_REPLY);
+	r.b.m.seq = j->m.seq;
+	r.b.m.addr = a;
+	r.nfds = 0;
+	int have_arena = j->arena_ok && uxp_exp_arena(&ar) == 0;
+	int ret = read_maps(MAPS_CONVERTER);
+	if (ret < 0) {
+		r.b.m.status = uxp_fail(-ret, "shm: resolve: cannot read /proc/self/maps: %s", strerror(-ret));
+		goto send;
+	}
+	char *pos = st->maps[MAPS_CONVERTER];
+	struct vma v;
+	while (a < end && next_vma(&pos, &v)) {
+		if (v.end <= a)
+			continue;
+		if (v.start >= end)
+			break;
+		if (v.start > a && add_piece(&r, a, v.start, UXP_PIECE_HOLE, -1, 0) < 0)
+			break;
+		if (v.start > a)
+			a = v.start;
+		uintptr_t b = v.end < end ? v.end : end;
+		if (have_arena && a >= ar.base && b <= ar.base + ar.size) {
+			if (add_piece(&r, a, b, UXP_PIECE_ARENA, -1, (off_t)(a - ar.base)) < 0)
+				break;
+			a = b;
+			continue;
+		}
+		while (a < b) {
+			uintptr_t got = resolve_vma(j, &r, a, b, &v);
+			if (got == a)
+				goto send; /* reply full: the importer asks for the rest */
+			a = got;
+		}
+	}
+	if (a < end && r.b.m.count < UXP_MAX_PIECES && add_piece(&r, a, end, UXP_PIECE_HOLE, -1, 0) == 0)
+		a = end;
+send:
+	r.b.m.len = a - r.b.m.addr;
+	if (r.b.m.status == 0 && r.b.m.len == 0)
+		r.b.m.status = -ENOSPC;
+	if (r.b.m.status < 0) {
+		r.b.m.count = 0;
+		r.b.m.len = 0;
+		uxp_msg_send(j->c->fd, &r.b.m, -1, MSG_DONTWAIT);
+	} else if (uxp_msg_send_pieces(j->c->fd, &r.b, r.fds, r.nfds, MSG_DONTWAIT) < 0) {
+		uxp_debug("shm: resolve reply to pid %d failed", (int)j->c->peer_pid);
+	}
+	for (unsigned i = 0; i < r.nfds; i++)
+		if (r.close_fd[i] >= 0)
+			close(r.close_fd[i]);
+}
+
+static void *converter_main(void *unused)
+{
+	(void)unused;
+	pthread_mutex_lock(&st->lock);
+	exclude_own_stack();
+	pthread_mutex_unlock(&st->lock);
+	for (;;) {
+		pthread_mutex_lock(&job_lock);
+		while (!jobs)
+			pthread_cond_wait(&job_cond, &job_lock);
+		struct job *j = jobs;
+		if (!(jobs = j->next))
+			jobs_tail = &jobs;
+		pthread_mutex_unlock(&job_lock);
+		answer_resolve(j);
+		uxp_conn_put(j->c);
+		free(j); /* after the freeze: the heap may be written again */
+	}
+	return NULL;
+}
+
+/* ---- the notifier ------------------------------------------------------------ */
+
+/* Ask every importer of cv to map SIGBUS over [a, b) and wait for them.
+ * Caller holds st->lock (released while waiting). */
+static void invalidate(struct conv *cv, uintptr_t a, uintptr_t b)
+{
+	struct uxp_msg m;
+	struct timespec deadline;
+	long ms = uxp_timeout_ms("XPMEM_SHM_REVOKE_TIMEOUT_MS", 2000);
+
+	uxp_msg_init(&m, UXP_MSG_INVALIDATE);
+	m.seq = ++st->inval_seq;
+	m.addr = a;
+	m.len = b - a;
+	st->acks_pending = 0;
+	for (unsigned i = 0; i < cv->nusers; i++)
+		if (!__atomic_load_n(&cv->users[i]->dead, __ATOMIC_ACQUIRE) &&
+		    uxp_msg_send(cv->users[i]->fd, &m, -1, MSG_DONTWAIT) == 0)
+			st->acks_pending++;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	while (st->acks_pending)
+		if (pthread_cond_timedwait(&st->acked, &st->lock, &deadline) == ETIMEDOUT) {
+			uxp_warn("shm: invalidating %#lx-%#lx: %u importer(s) did not acknowledge in %ld ms",
+				 (unsigned long)a, (unsigned long)b, st->acks_pending, ms);
+			break;
+		}
+}
+
+void uxp_conv_acked(struct uxp_conn *c, uint64_t seq)
+{
+	(void)c;
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->lock);
+	if (seq == st->inval_seq && st->acks_pending && --st->acks_pending == 0)
+		pthread_cond_broadcast(&st->acked);
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* Part of cv still mapped from its memfd, from the maps snapshot: the
+ * first [*a, *b) inside cv that is NOT mapped any more; 0 if none. */
+static int first_gap(const struct conv *cv, uintptr_t *a, uintptr_t *b)
+{
+	char *pos = st->maps[MAPS_NOTIFIER];
+	struct vma v;
+	uintptr_t at = cv->start;
+	while (at < cv->end && next_vma(&pos, &v)) {
+		if (v.end <= at)
+			continue;
+		uintptr_t want_off = (uintptr_t)cv->off + (v.start > at ? v.start : at) - cv->start;
+		int ours = v.ino == cv->b->ino && v.perms[3] == 's' &&
+			   v.off + ((v.start > at ? v.start : at) - v.start) == want_off;
+		if (v.start > at || !ours) {
+			*a = at;
+			*b = ours ? v.start : (v.end < cv->end ? v.end : cv->end);
+			if (*b > cv->end)
+				*b = cv->end;
+			return 1;
+		}
+		at = v.end;
+	}
+	if (at < cv->end) {
+		*a = at;
+		*b = cv->end;
+		return 1;
+	}
+	return 0;
+}
+
+/* Cut [a, b) out of cv (split in two if in the middle). */
+static void cut_conv(struct conv *cv, uintptr_t a, uintptr_t b)
+{
+	if (a <= cv->start && b >= cv->end) {
+		conv_drop(cv);
+	} else if (a <= cv->start) {
+		cv->off += (off_t)(b - cv->start);
+		cv->start = b;
+	} else if (b >= cv->end) {
+		cv->end = a;
+	} else if (st->nconv < MAX_CONV) {
+		struct conv *tail = &st->conv[st->nconv++];
+		*tail = *cv;
+		tail->start = b;
+		tail->off = cv->off + (off_t)(b - cv->start);
+		for (unsigned i = 0; i < tail->nusers; i++)
+			uxp_conn_get(tail->users[i]);
+		tail->b->refs++;
+		cv->end = a;
+	} else {
+		cv->end = a; /* table full: forget the tail (already invalidated) */
+	}
+}
+
+/* Before the unmapping thread may go on: every tracked range that no
+ * longer maps its memfd is invalidated in every importer, then forgotten. */
+static void sweep(void)
+{
+	pthread_mutex_lock(&st->lock);
+	st->deferring = 1;
+	if (read_maps(MAPS_NOTIFIER) < 0) {
+		pthread_mutex_unlock(&st->lock);
+		return;
+	}
+	for (unsigned i = 0; i < st->nconv;) {
+		uintptr_t a, b;
+		struct conv *cv = &st->conv[i];
+		if (cv->start == st->converting_start || !first_gap(cv, &a, &b)) {
+			i++;
+			continue;
+		}
+		uxp_debug("shm: exported %#lx-%#lx (record %#lx-%#lx ino %lu off %lld) changed in the "
+			  "exporter: invalidating importers", (unsigned long)a, (unsigned long)b,
+			  (unsigned long)cv->start, (unsigned long)cv->end, (unsigned long)cv->b->ino,
+			  (long long)cv->off);
+		invalidate(cv, a, b);
+		cut_conv(cv, a, b); /* may move another record to i: look at i again */
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void handle_event(const struct uffd_msg *msg)
+{
+	if (msg->event == UFFD_EVENT_REMOVE) {
+		/* MADV_DONTNEED/REMOVE on converted memory: private memory would read
+		 * zeros afterwards; a shared mapping would not, so punch the memfd */
+		uintptr_t a = msg->arg.remove.start, b = msg->arg.remove.end;
+		pthread_mutex_lock(&st->lock);
+		for (unsigned i = 0; i < st->nconv; i++) {
+			struct conv *cv = &st->conv[i];
+			uintptr_t lo = a > cv->start ? a : cv->start, hi = b < cv->end ? b : cv->end;
+			if (lo < hi)
+				fallocate(cv->b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					  cv->off + (off_t)(lo - cv->start), (off_t)(hi - lo));
+		}
+		pthread_mutex_unlock(&st->lock);
+	} else if (msg->event == UFFD_EVENT_REMAP) {
+		/* the memfd now backs the new addresses (old ones were swept) */
+		uintptr_t from = msg->arg.remap.from, to = msg->arg.remap.to;
+		size_t len = msg->arg.remap.len;
+		pthread_mutex_lock(&st->lock);
+		struct backing *bk = NULL;
+		off_t off = 0;
+		if (read_maps(MAPS_NOTIFIER) == 0) {
+			char *pos = st->maps[MAPS_NOTIFIER];
+			struct vma v;
+			while (next_vma(&pos, &v))
+				if (v.start <= to && to < v.end && v.perms[3] == 's') {
+					for (unsigned i = 0; i < MAX_CONV; i++)
+						if (st->backing[i].refs && st->backing[i].ino == v.ino)
+							bk = &st->backing[i];
+					off = (off_t)(v.off + (to - v.start));
+					break;
+				}
+		}
+		if (bk && st->nconv < MAX_CONV) {
+			bk->refs++;
+			st->conv[st->nconv++] = (struct conv){ .start = to, .end = to + len, .off = off, .b = bk };
+		}
+		pthread_mutex_unlock(&st->lock);
+		(void)from;
+	}
+	/* UNMAP: swept before the read; PAGEFAULT (a frozen writer): the
+	 * converter wakes it */
+}
+
+static void *notifier_main(void *unused)
+{
+	(void)unused;
+	pthread_mutex_lock(&st->lock);
+	exclude_own_stack();
+	pthread_mutex_unlock(&st->lock);
+	for (;;) {
+		struct pollfd pfd = { .fd = uffd, .events = POLLIN };
+		if (poll(&pfd, 1, -1) < 0)
+			continue;
+		sweep(); /* the unmapper still waits for our read */
+		struct uffd_msg msg[16];
+		ssize_t n = read(uffd, msg, sizeof(msg));
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
+			handle_event(&msg[i]);
+		pthread_mutex_lock(&st->lock);
+		st->deferring = 0;
+		for (unsigned i = 0; i < st->ndeferred; i++)
+			put_backing(&st->backing[st->deferred[i]]);
+		st->ndeferred = 0;
+		pthread_mutex_unlock(&st->lock);
+	}
+	return NULL;
+}
+
+/* ---- setup ------------------------------------------------------------------- */
+
+static int start_thread(void *(*fn)(void *))
+{
+	pthread_t th;
+	pthread_attr_t attr;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int ret = pthread_create(&th, &attr, fn, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return -ret;
+}
+
+static void fork_prepare(void);
+static void fork_parent(void);
+
+static void state_init(void)
+{
+	/* raw syscall: never from the arena, never converted */
+	void *p = (void *)syscall(SYS_mmap, NULL, sizeof(struct state), PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	struct state *s = p;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->acked, &ca);
+	pthread_condattr_destroy(&ca);
+	s->excluded[s->nexcluded++] = (struct excluded){ (uintptr_t)p, (uintptr_t)p + sizeof(*s) };
+	st = s;
+	pthread_atfork(fork_prepare, fork_parent, NULL); /* child: uxp_conv_fork_child */
+}
+
+static void threads_init(void)
+{
+	pthread_once(&state_once, state_init);
+	if (!st)
+		return;
+	uffd = open_notifier_uffd(&uffd_level);
+	if (uffd < 0)
+		uxp_info("shm: no userfaultfd: memory outside the arena cannot be exported (holes)");
+	else if (!features_ok())
+		uxp_info("shm: this kernel's userfaultfd lacks write-protect of unpopulated/shmem "
+			 "memory: memory outside the arena cannot be exported (holes)");
+	if (start_thread(converter_main) < 0 || (uffd >= 0 && start_thread(notifier_main) < 0))
+		uxp_error("shm: cannot start the conversion threads");
+}
+
+int uxp_conv_submit(struct uxp_conn *c, const struct uxp_msg *m, int rdonly, int arena_ok,
+		    uintptr_t seg_start, uintptr_t seg_end, int whole)
+{
+	pthread_once(&threads_once, threads_init);
+	if (!st)
+		return -ENOMEM;
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	*j = (struct job){ .c = c, .m = *m, .rdonly = rdonly, .arena_ok = arena_ok,
+			   .seg_start = seg_start, .seg_end = seg_end, .whole = whole };
+	uxp_conn_get(c);
+	pthread_mutex_lock(&job_lock);
+	*jobs_tail = j;
+	jobs_tail = &j->next;
+	pthread_cond_signal(&job_cond);
+	pthread_mutex_unlock(&job_lock);
+	return 0;
+}
+
+/* ---- fork ----------------------------------------------------------------------
+ * Converted memory is MAP_SHARED: without care a forked child would share it
+ * with its parent.  Before fork, copy each converted range; the child maps
+ * private anonymous memory there and fills it from the copy (as POSIX says,
+ * what other threads write meanwhile may be missing in the child). */
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&st->lock);
+	for (unsigned i = 0; i < st->nconv; i++) {
+		struct conv *cv = &st->conv[i];
+		size_t len = cv->end - cv->start;
+		int fd = memfd_create("uxpmem-fork", MFD_CLOEXEC);
+		if (fd >= 0 && (ftruncate(fd, (off_t)len) < 0 ||
+				pwrite(fd, (void *)cv->start, len, 0) != (ssize_t)len)) {
+			close(fd);
+			fd = -1;
+		}
+		st->snapshot[i] = fd;
+	}
+}
+
+static void fork_parent(void)
+{
+	for (unsigned i = 0; i < st->nconv; i++)
+		if (st->snapshot[i] >= 0)
+			close(st->snapshot[i]);
+	pthread_mutex_unlock(&st->lock);
+}
+
+void uxp_conv_fork_child(void)
+{
+	if (!st)
+		return;
+	pthread_mutex_init(&st->lock, NULL);
+	for (unsigned i = 0; i < st->nconv; i++) {
+		struct conv *cv = &st->conv[i];
+		size_t len = cv->end - cv->start;
+		int prot = PROT_READ | PROT_WRITE;
+		if (read_maps(MAPS_NOTIFIER) == 0) {
+			char *pos = st->maps[MAPS_NOTIFIER];
+			struct vma v;
+			while (next_vma(&pos, &v))
+				if (v.start <= cv->start && cv->start < v.end) {
+					prot = prot_of(v.perms);
+					break;
+				}
+		}
+		void *p = (void *)syscall(SYS_mmap, cv->start, len, PROT_READ | PROT_WRITE,
+					  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		if (p == MAP_FAILED || st->snapshot[i] < 0 ||
+		    pread(st->snapshot[i], p, len, 0) != (ssize_t)len) {
+			/* never share the parent's memory silently */
+			uxp_error("shm: forked child cannot make converted %#lx+%#zx private: exiting",
+				  (unsigned long)cv->start, len);
+			_exit(127);
+		}
+		mprotect(p, len, prot);
+		close(st->snapshot[i]);
+		close(cv->b->fd);
+	}
+	memset(st->backing, 0, sizeof(st->backing));
+	st->nconv = 0;
+	st->nexcluded = 1; /* only the state itself: the threads are gone */
+	st->acks_pending = 0;
+	st->converting_start = st->converting_end = 0;
+	if (uffd >= 0)
+		close(uffd);
+	uffd = -1;
+	pthread_once_t fresh = PTHREAD_ONCE_INIT;
+	threads_once = fresh; /* threads restart on the next resolve */
+	pthread_mutex_init(&job_lock, NULL);
+	pthread_cond_init(&job_cond, NULL);
+	jobs = NULL;
+	jobs_tail = &jobs;
+}
