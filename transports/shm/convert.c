@@ -655,10 +655,16 @@ static void answer_resolve(struct job *j)
 			a = got;
 		}
 	}
-	if (a < end && r.b.m.count < UXP_MAX_PIECES && add_piece(&r, a, end, UXP_PIECE_HOLE, -1, 0) == 0)
+	if (a < end && r.b.m.count < UXP_MAX_PIECES && add_piece(&r, a, end, UXP_PIECE_HOLE, -1, 0) == 0) {
+		uxp_trace("shm: resolve: nothing mapped at %#lx-%#lx", (unsigned long)a, (unsigned long)end);
 		a = end;
+	}
 send:
 	r.b.m.len = a - r.b.m.addr;
+	for (unsigned i = 0; i < r.b.m.count; i++)
+		uxp_trace("shm: resolve %#llx+%#llx: piece %#llx+%#llx kind %u", (unsigned long long)j->m.addr,
+			  (unsigned long long)j->m.len, (unsigned long long)r.b.piece[i].addr,
+			  (unsigned long long)r.b.piece[i].len, r.b.piece[i].kind);
 	if (r.b.m.status == 0 && r.b.m.len == 0)
 		r.b.m.status = -ENOSPC;
 	if (r.b.m.status < 0) {

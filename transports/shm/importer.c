@@ -7,9 +7,19 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
 #include "shm.h"
 #include "uxpmem.h"
 
@@ -363,10 +373,13 @@ static int map_own_vma(struct apid *ap, uintptr_t x, size_t size, uintptr_t vadd
 static int map_piece(struct apid *ap, char *p, uintptr_t x, const struct uxp_piece *pc, const int *fds)
 {
 	int fd = pc->kind == UXP_PIECE_FD ? fds[pc->fd] : pc->kind == UXP_PIECE_ARENA ? ap->arena_fd : -1;
-	if (fd < 0)
-		return 0;
+	off_t off = (off_t)pc->offset;
+	if (fd < 0) { /* a hole: SIGBUS (over a placeholder, too) */
+		fd = uxp_hole_fd();
+		off = 0;
+	}
 	if (mmap(p + (pc->addr - x), pc->len, ap->prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd,
-		 (off_t)pc->offset) == MAP_FAILED)
+		 off) == MAP_FAILED)
 		return uxp_fail(errno, "shm: attach: mapping %#llx+%#llx of pid %d: %s",
 				(unsigned long long)pc->addr, (unsigned long long)pc->len,
 				(int)ap->conn->peer_pid, strerror(errno));
@@ -374,8 +387,11 @@ static int map_piece(struct apid *ap, char *p, uintptr_t x, const struct uxp_pie
 }
 
 /* Ask the exporter what backs [x, x+size) (converting private memory in
- * place) and map it into the attachment p.  Caller holds ap->lock. */
-static int resolve_into(struct apid *ap, char *p, uintptr_t x, size_t size)
+ * place) and map it into p, which shows exporter addresses from x.  Called
+ * without ap->lock (the exporter may wait for our acknowledgement of an
+ * invalidation meanwhile); each reply is mapped under ap->lock, only if no
+ * invalidation came since generation gen, else -EAGAIN. */
+static int resolve_into(struct apid *ap, char *p, uintptr_t x, size_t size, unsigned gen)
 {
 	static __thread struct uxp_msgbuf rb; /* 2 KiB: not on small stacks */
 	int fds[UXP_MAX_FDS];
@@ -404,8 +420,12 @@ static int resolve_into(struct apid *ap, char *p, uintptr_t x, size_t size)
 			ret = uxp_fail(-rb.m.status, "shm: attach: pid %d cannot resolve %#lx+%#zx: %s",
 				       (int)ap->conn->peer_pid, (unsigned long)(x + done), size - done,
 				       strerror(-rb.m.status));
+		pthread_mutex_lock(&ap->lock);
+		if (ret == 0 && ap->inval_gen != gen)
+			ret = -EAGAIN;
 		for (unsigned i = 0; ret == 0 && i < rb.m.count; i++)
 			ret = map_piece(ap, p, x, &rb.piece[i], fds);
+		pthread_mutex_unlock(&ap->lock);
 		for (unsigned i = 0; i < nfds; i++)
 			close(fds[i]);
 		done += rb.m.len;
@@ -422,9 +442,9 @@ static int resolve_locked(struct apid *ap, char *p, uintptr_t x, size_t size)
 		pthread_mutex_lock(&ap->lock);
 		unsigned gen = ap->inval_gen;
 		pthread_mutex_unlock(&ap->lock);
-		int ret = resolve_into(ap, p, x, size);
+		int ret = resolve_into(ap, p, x, size, gen);
 		pthread_mutex_lock(&ap->lock);
-		if (ret < 0 || gen == ap->inval_gen)
+		if ((ret < 0 && ret != -EAGAIN) || (ret == 0 && gen == ap->inval_gen))
 			return ret;
 		pthread_mutex_unlock(&ap->lock); /* changed under us: again */
 	}
@@ -627,8 +647,144 @@ static void zap_by_conn(struct uxp_conn *c, uint64_t grant, int reason)
 	free(b.v);
 }
 
-/* The exporter's mapping of [a, b) changed: map SIGBUS over what our
- * attachments of ap show of it, and tell the application. */
+/* ---- automatic re-resolve ---------------------------------------------
+ * After an invalidation the affected part of an attachment becomes an
+ * anonymous placeholder registered with our userfaultfd (missing mode):
+ * the next touch waits while the refault thread asks the exporter again
+ * and maps what is there now (or SIGBUS where the exporter has nothing).
+ * Without userfaultfd the part is a SIGBUS mapping at once. */
+
+static int refault_fd = -1;
+static pthread_once_t refault_once = PTHREAD_ONCE_INIT;
+
+struct found {
+	uintptr_t addr;       /* in: faulting address */
+	struct att *att;      /* out, with a reference on att->ap */
+	uintptr_t at, size, xaddr;
+};
+
+static int find_att_hold(uint64_t key, void *obj, void *arg)
+{
+	struct att *a = obj;
+	struct found *f = arg;
+	(void)key;
+	if (!a->own_vma || f->addr < a->addr || f->addr >= a->addr + a->size)
+		return 0;
+	ap_hold(a->ap);
+	*f = (struct found){ .addr = f->addr, .att = a, .at = a->addr, .size = a->size,
+			     .xaddr = a->xaddr };
+	return 1;
+}
+
+static void refault_wake(uintptr_t a, size_t len)
+{
+	struct uffdio_range r = { a, len };
+	ioctl(refault_fd, UFFDIO_WAKE, &r);
+}
+
+/* Resolve a window of the attachment around the faulting page again. */
+static void refault(uintptr_t addr)
+{
+	const size_t window = 2u << 20;
+	uintptr_t page = addr & ~(uintptr_t)(uxp_page_size - 1);
+	struct found f = { .addr = page };
+
+	if (!uxp_idtab_foreach(&atts, find_att_hold, &f)) {
+		refault_wake(page, uxp_page_size); /* detached: the retry faults normally */
+		return;
+	}
+	struct apid *ap = f.att->ap;
+	uintptr_t end = f.at + f.size - page > window ? page + window : f.at + f.size;
+	int ret = -EAGAIN;
+	for (int tries = 0; ret == -EAGAIN && tries < 8; tries++) {
+		pthread_mutex_lock(&ap->lock);
+		unsigned gen = ap->inval_gen;
+		int live = uxp_idtab_get(&atts, f.at, NULL) == f.att && !ap->revoked;
+		pthread_mutex_unlock(&ap->lock);
+		if (!live)
+			break;
+		ret = resolve_into(ap, (char *)page, f.xaddr + (page - f.at), end - page, gen);
+	}
+	uxp_debug("shm: refault at %#lx: window %#lx+%#lx: %s", (unsigned long)addr,
+		  (unsigned long)page, (unsigned long)(end - page), ret < 0 ? strerror(-ret) : "resolved");
+	if (ret < 0) {
+		/* revoked, detached, or the exporter cannot say: SIGBUS, not a hang */
+		pthread_mutex_lock(&ap->lock);
+		if (uxp_idtab_get(&atts, f.at, NULL) == f.att)
+			mmap((void *)page, end - page, ap->prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE,
+			     uxp_hole_fd(), 0);
+		pthread_mutex_unlock(&ap->lock);
+	}
+	refault_wake(page, end - page);
+	ap_put(ap);
+}
+
+static void *refault_main(void *unused)
+{
+	(void)unused;
+	for (;;) {
+		struct pollfd pfd = { .fd = refault_fd, .events = POLLIN };
+		if (poll(&pfd, 1, -1) < 0)
+			continue;
+		struct uffd_msg msg[8];
+		ssize_t n = read(refault_fd, msg, sizeof(msg));
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
+			if (msg[i].event == UFFD_EVENT_PAGEFAULT)
+				refault(msg[i].arg.pagefault.address);
+	}
+	return NULL;
+}
+
+static void refault_init(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) /* ordinary users: a kernel-mode touch gets EFAULT, not a wait */
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	struct uffdio_api api = { .api = UFFD_API };
+	if (fd < 0 || ioctl(fd, UFFDIO_API, &api) < 0) {
+		if (fd >= 0)
+			close(fd);
+		uxp_info("shm: no userfaultfd: invalidated attachments raise SIGBUS until re-attached");
+		return;
+	}
+	refault_fd = fd;
+	pthread_t th;
+	pthread_attr_t attr;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&th, &attr, refault_main, NULL) != 0) {
+		close(fd);
+		refault_fd = -1;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+}
+
+/* The next touch of [at, at+len) re-resolves (caller holds ap->lock). */
+static void map_placeholder(struct apid *ap, uintptr_t at, size_t len)
+{
+	pthread_once(&refault_once, refault_init);
+	if (refault_fd >= 0 &&
+	    mmap((void *)at, len, ap->prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+		 -1, 0) != MAP_FAILED) {
+		struct uffdio_register r = { .range = { at, len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+		if (ioctl(refault_fd, UFFDIO_REGISTER, &r) == 0) {
+			madvise((void *)at, len, MADV_DONTFORK);
+			return;
+		}
+		uxp_debug("shm: placeholder %#lx+%#zx: userfaultfd register: %s", (unsigned long)at,
+			  len, strerror(errno));
+	}
+	if (mmap((void *)at, len, ap->prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, uxp_hole_fd(), 0) ==
+	    MAP_FAILED)
+		uxp_error("shm: cannot invalidate %#lx+%#zx: %s", (unsigned long)at, len, strerror(errno));
+}
+
+/* The exporter's mapping of [a, b) changed: what our attachments of ap show
+ * of it re-resolves on the next touch; tell the application. */
 static void invalidate_apid(struct apid *ap, uintptr_t a, uintptr_t b)
 {
 	struct collect cl = { .ap = ap, .own_only = 1 };
@@ -647,10 +803,7 @@ static void invalidate_apid(struct apid *ap, uintptr_t a, uintptr_t b)
 		if (lo >= hi)
 			continue;
 		uintptr_t at = t->addr + (lo - t->xaddr);
-		if (mmap((void *)at, hi - lo, ap->prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE,
-			 uxp_hole_fd(), 0) == MAP_FAILED)
-			uxp_error("shm: cannot invalidate %#lx+%#lx: %s", (unsigned long)at,
-				  (unsigned long)(hi - lo), strerror(errno));
+		map_placeholder(ap, at, hi - lo);
 		hits[nhits++] = (struct hit){ at, hi - lo, lo };
 	}
 	pthread_mutex_unlock(&ap->lock);
@@ -715,4 +868,9 @@ void uxp_imp_fork_child(void)
 	 * process: the child starts with none. */
 	uxp_idtab_reset_after_fork(&atts, free);
 	uxp_idtab_reset_after_fork(&apids, free_child_apid);
+	if (refault_fd >= 0) /* the thread does not exist here */
+		close(refault_fd);
+	refault_fd = -1;
+	pthread_once_t fresh = PTHREAD_ONCE_INIT;
+	refault_once = fresh;
 }
