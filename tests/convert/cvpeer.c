@@ -24,6 +24,7 @@
  *   cas A N NT | join | maxaddr
  */
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -240,6 +241,9 @@ int main(void)
 	memset(mstack, 0, sizeof(mstack));
 	signal(SIGPIPE, SIG_IGN);
 	data_area[0] = 1;
+	/* a fixed mmap threshold: glibc would raise it when the first mmapped
+	 * chunk is freed, and the next 1 MiB malloc would come from the brk heap */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	/* command buffers: never exported */
 	char *io = mmap(NULL, 4 * CV_LINE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (io == MAP_FAILED)
