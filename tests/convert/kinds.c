@@ -1,0 +1,146 @@
+/* kinds.c - stack and .bss memory of a plain exporter (no preload) are
+ * attachable and coherent both ways, including the stack buffer of a
+ * thread that keeps running and writing; and fork: after the exporter
+ * forked with converted heap/.bss ranges, the child's writes are not seen
+ * by the parent nor the reverse, and the importer keeps following the
+ * parent. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include "cvimp.h"
+
+/* Both ways through [p, p+len) = exporter's [x, x+len). */
+static void both_ways(struct peer *e, char *p, uintptr_t x, size_t len, uint64_t seed, const char *what)
+{
+	peer_ok(e, "fill %#lx %zu %llu", x, len, (unsigned long long)seed);
+	ck_assert_msg(st_check(p, len, seed) == -1, "%s: the exporter's writes are not seen by the importer", what);
+	st_fill(p, len, seed + 1);
+	const char *r = peer_cmd(e, "check %#lx %zu %llu", x, len, (unsigned long long)seed + 1);
+	ck_assert_msg(!strcmp(r, "ok"), "%s: the importer's writes are not seen by the exporter (%s)", what, r);
+}
+
+START_TEST(t_bss_mstack)
+{
+	struct peer e;
+	cv_start(&e);
+	xpmem_apid_t ap = cv_get_all(&e, NULL);
+	long long v[4];
+	peer_okv(&e, v, "static");
+	uintptr_t bss = (uintptr_t)v[0];
+	size_t bl = (size_t)v[1];
+	char *pb = cv_attach(ap, bss, bl);
+	both_ways(&e, pb, bss, bl, 11, ".bss");
+	peer_okv(&e, v, "mstack");
+	uintptr_t ms = (uintptr_t)v[0];
+	size_t ml = (size_t)v[1];
+	char *pm = cv_attach(ap, ms, ml);
+	both_ways(&e, pm, ms, ml, 21, "main thread stack buffer");
+	/* later writes, single words */
+	peer_ok(&e, "wr %#lx 77", bss + 4096);
+	ck_assert(*(volatile uint64_t *)(pb + 4096) == 77);
+	ck_assert_int_eq(xpmem_detach(pb), 0);
+	ck_assert_int_eq(xpmem_detach(pm), 0);
+	ck_assert_int_eq(xpmem_release(ap), 0);
+	peer_stop(&e);
+}
+END_TEST
+
+START_TEST(t_thread_stack)
+{
+	struct peer e;
+	cv_start(&e);
+	xpmem_apid_t ap = cv_get_all(&e, NULL);
+	long long v[4];
+	peer_okv(&e, v, "stackthr");
+	uintptr_t sb = (uintptr_t)v[0];
+	size_t sl = (size_t)v[1];
+	ck_assert_int_eq(sl, CV_STACK_BUF);
+	/* attached while the thread spins writing word 0 */
+	volatile uint64_t *w = cv_attach(ap, sb, sl);
+	uint64_t c1 = w[0];
+	st_sleep_ms(50);
+	uint64_t c2 = w[0];
+	ck_assert_msg(c2 > c1, "the running thread's stack counter does not move in the importer (%llu -> %llu)",
+		      (unsigned long long)c1, (unsigned long long)c2);
+	/* importer -> running thread -> importer: the thread echoes word 1 into word 2 */
+	for (uint64_t k = 1; k <= 20; k++) {
+		w[1] = 0x1000 + k;
+		long long end = st_now_ms() + 2000;
+		while (w[2] != 0x1000 + k && st_now_ms() < end)
+			;
+		ck_assert_msg(w[2] == 0x1000 + k, "the running thread did not echo %llu (word 2 = %llu)",
+			      (unsigned long long)(0x1000 + k), (unsigned long long)w[2]);
+	}
+	/* the rest of the buffer, both ways, while the thread runs */
+	both_ways(&e, (char *)w + 4096, sb + 4096, sl - 4096, 31, "running thread's stack buffer");
+	uint64_t final = (uint64_t)peer_ok(&e, "stackstop");
+	ck_assert_msg(w[0] == final, "after the thread stopped the importer reads %llu, its count is %llu",
+		      (unsigned long long)w[0], (unsigned long long)final);
+	ck_assert_int_eq(xpmem_detach((void *)w), 0);
+	ck_assert_int_eq(xpmem_release(ap), 0);
+	peer_stop(&e);
+}
+END_TEST
+
+START_TEST(t_fork)
+{
+	struct peer e;
+	cv_start(&e);
+	xpmem_apid_t ap = cv_get_all(&e, NULL);
+	long long v[4];
+	peer_okv(&e, v, "static");
+	uintptr_t bss = (uintptr_t)v[0];
+	size_t bl = (size_t)v[1];
+	const size_t hl = 256 * 1024;
+	uintptr_t h = (uintptr_t)peer_ok(&e, "memalign %zu", hl);
+	peer_ok(&e, "fill %#lx %zu 41", h, hl);
+	peer_ok(&e, "fill %#lx %zu 42", bss, bl);
+	char *ph = cv_attach(ap, h, hl), *pb = cv_attach(ap, bss, bl); /* converted now */
+	ck_assert(st_check(ph, hl, 41) == -1 && st_check(pb, bl, 42) == -1);
+	for (int round = 0; round < 3; round++) {
+		uint64_t ps = 400 + (uint64_t)round * 10; /* the parent's */
+		peer_ok(&e, "fill %#lx %zu %llu", h, hl, (unsigned long long)ps);
+		peer_ok(&e, "fill %#lx %zu %llu", bss, bl, (unsigned long long)ps + 1);
+		/* the child fills both with 999: the parent must still read its own */
+		const char *r = peer_cmd(&e, "fork 999 %llu %#lx %zu 0 0", (unsigned long long)ps, h, hl);
+		ck_assert_msg(!strncmp(r, "ok", 2), "round %d: fork (heap): the child's writes reached the parent (%s)",
+			      round, r);
+		ck_assert_msg(st_check(ph, hl, ps) == -1, "round %d: the importer sees the child's heap writes", round);
+		peer_ok(&e, "fill %#lx %zu %llu", h, hl, (unsigned long long)ps + 5);
+		ck_assert_msg(st_check(ph, hl, ps + 5) == -1, "round %d: the importer stopped following the parent", round);
+		int st = (int)peer_ok(&e, "forkend");
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			      "round %d: fork child status %#x (exit 20: the parent's later writes reached it)", round, st);
+		r = peer_cmd(&e, "fork 998 %llu %#lx %zu 0 0", (unsigned long long)ps + 1, bss, bl);
+		ck_assert_msg(!strncmp(r, "ok", 2), "round %d: fork (.bss): the child's writes reached the parent (%s)",
+			      round, r);
+		ck_assert_msg(st_check(pb, bl, ps + 1) == -1, "round %d: the importer sees the child's .bss writes", round);
+		peer_ok(&e, "fill %#lx %zu %llu", bss, bl, (unsigned long long)ps + 6);
+		ck_assert(st_check(pb, bl, ps + 6) == -1);
+		st = (int)peer_ok(&e, "forkend");
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: .bss fork child status %#x", round, st);
+		/* and the importer's writes still reach the parent */
+		st_fill(ph, hl, ps + 7);
+		ck_assert_str_eq(peer_cmd(&e, "check %#lx %zu %llu", h, hl, (unsigned long long)ps + 7), "ok");
+	}
+	ck_assert_int_eq(xpmem_detach(ph), 0);
+	ck_assert_int_eq(xpmem_detach(pb), 0);
+	ck_assert_int_eq(xpmem_release(ap), 0);
+	peer_stop(&e);
+}
+END_TEST
+
+int main(void)
+{
+	st_init();
+	Suite *s = suite_create("convert-kinds");
+	TCase *tc = tcase_create("kinds");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, t_bss_mstack);
+	tcase_add_test(tc, t_thread_stack);
+	tcase_add_test(tc, t_fork);
+	suite_add_tcase(s, tc);
+	return st_run(s);
+}
