@@ -271,6 +271,28 @@ int uxp_fuzz_decode(const uint8_t *data, size_t size)
 }
 
 /* ---- target 2: a live connection ---------------------------------------- */
+/* RESOLVE converts the exporter's memory in place (convert.c): keep it to a
+ * scratch mapping of ours, never libFuzzer's or the sanitizers' memory. */
+#define FUZZ_SCRATCH_PAGES 16
+static uintptr_t scratch;
+
+static void confine_resolve(uint8_t *buf, size_t len)
+{
+	struct uxp_msg m;
+	if (len < sizeof(m))
+		return;
+	memcpy(&m, buf, sizeof(m));
+	if (m.type != UXP_MSG_RESOLVE)
+		return;
+	uint64_t size = FUZZ_SCRATCH_PAGES * uxp_page_size;
+	uint64_t off = m.addr % size;
+	m.addr = scratch + off;
+	if (m.len > size - off)
+		m.len = size - off;
+	memcpy(buf + offsetof(struct uxp_msg, addr), &m.addr, 8);
+	memcpy(buf + offsetof(struct uxp_msg, len), &m.len, 8);
+}
+
 struct conn_state {
 	int importer;           /* we import: the peer is an exporter */
 	uid_t uid;
@@ -428,6 +450,8 @@ int uxp_fuzz_conn(const uint8_t *data, size_t size)
 		size -= len;
 		if (h & 0x40)
 			fixup(buf, len, &st);
+		if (!st.importer)
+			confine_resolve(buf, len);
 		unsigned nfds = h & 0x3f;
 
 		st.get_pending = 0;
@@ -511,6 +535,13 @@ int uxp_fuzz_setup(void)
 	fake_arena.size = 4 * uxp_page_size;
 	fake_arena.generation = 1;
 
+	void *sp = mmap(NULL, FUZZ_SCRATCH_PAGES * uxp_page_size, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (sp == MAP_FAILED)
+		return -errno;
+	memset(sp, 0x5a, FUZZ_SCRATCH_PAGES * uxp_page_size);
+	scratch = (uintptr_t)sp;
+
 	const struct fuzz_seg proto[FUZZ_NSEGS] = {
 		{ 0, 0x100000000ull, uxp_page_size, 0600 },            /* owner only */
 		{ 0, 0x100000000ull + uxp_page_size, uxp_page_size, 0444 }, /* read for all */
@@ -524,13 +555,15 @@ int uxp_fuzz_setup(void)
 		if (ret < 0)
 			return ret;
 	}
-	/* Warm up the exporter's cached read-only reopen of the arena (kept
-	 * for the process's life), so that the fd count of the first real
-	 * input does not see it: a read-only GET of segment 2 from our uid. */
+	/* Warm up what the exporter keeps for the process's life, so that the
+	 * fd count of the first real input does not see it: the cached
+	 * read-only reopen of the arena (a read-only GET from our uid) and the
+	 * conversion of the scratch mapping (a RESOLVE of all of it through
+	 * the whole-address-space segment 3). */
 	struct uxp_msg m;
 	uxp_msg_init(&m, UXP_MSG_GET);
 	m.seq = 7;
-	m.segid = 2; /* fixed up */
+	m.segid = 3; /* fixed up */
 	m.flags = XPMEM_RDONLY;
 	uint8_t in[1 + 2 * (3 + sizeof(m))] = { 0, 0x40, (uint8_t)sizeof(m), 0 };
 	memcpy(in + 4, &m, sizeof(m));
@@ -538,8 +571,8 @@ int uxp_fuzz_setup(void)
 	uxp_msg_init(&m, UXP_MSG_RESOLVE);
 	m.seq = 8;
 	m.grant = 1; /* fixed up */
-	m.addr = segs_tab[1].vaddr;
-	m.len = uxp_page_size;
+	m.addr = 0; /* confined: the scratch */
+	m.len = FUZZ_SCRATCH_PAGES * uxp_page_size;
 	uint8_t *r = in + 4 + sizeof(m);
 	r[0] = 0x40;
 	r[1] = (uint8_t)sizeof(m);
