@@ -2,7 +2,9 @@
 # xpmem-bench: help, exit status 2 on bad options, and a tiny real run whose
 # tables must have the expected columns and no failed measurement.  The run
 # needs a working shm transport and the arena preload: it fails (it does not
-# skip) when they are present but broken.
+# skip) when they are present but broken.  The tests of memory outside the
+# arena (convert, munmap exported, revoke inval) need an export level of USER
+# or FULL in the plain exporter; at level ARENA their cells must say why.
 set -u
 bench=${UXP_BUILDDIR:-.}/tools/xpmem-bench
 fail() { echo "FAIL: $*"; exit 1; }
@@ -20,18 +22,34 @@ for bad in --bogus '-s 4q' '-s 0' '-t nosuchtest' '-n 0' '-r x' 'extra'; do
 	[ $st -eq 2 ] || fail "'$bad' exited $st, want 2"
 done
 
-out=$("$bench" -q -t all -s 4k,64k -n 100 -r 3) || fail "tiny run exited $?:
+out=$("$bench" -q -t all -s 4k,64k -n 50 -r 3) || fail "tiny run exited $?:
 $out"
 has '^# transport: importer [a-z]+, exporter [a-z]+'
 has '^# exporter: pid [0-9]+, LD_PRELOAD .*arena active'
 has '^ +size +iters +memcpy +p10-p90 +attach +p10-p90 +cma +p10-p90 +attach/memcpy +attach/cma +memcpy/cma$'
-has '^ +4 KiB +100 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+x +[0-9.]+x +[0-9.]+x$'
-has '^64 KiB +100 '
+has '^ +4 KiB +50 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+x +[0-9.]+x +[0-9.]+x$'
+has '^64 KiB +50 '
 has '^ +size +iters +attach\+detach +p10-p90$'
 has '^ +size +iters +get\+attach +p10-p90$'
-has '^## (convert|fault|revoke): .*n/a \(not implemented\)'
-printf '%s\n' "$out" | grep -q 'failed' && fail "a measurement failed:
+has '^# plain exporter: pid [0-9]+, no arena preload \(arena not active\), glibc malloc, export level (FULL|USER|ARENA) '
+has '^## fault: .*n/a \(importers do not re-resolve automatically yet\)'
+has '^ +size +iters +attach +p10-p90 +attach/MiB +p10-p90 +stall +p10-p90$'
+has '^# target attach/MiB < 0.5 ms: 4 KiB '
+has '^ +size +iters +plain +p10-p90 +p99 +exported +p10-p90 +p99 +extra +extra p99$'
+has '^ +size +iters +remove cb +p10-p90 +p99 +remove fd +p10-p90 +p99 +inval cb +p10-p90 +p99 +inval fd +p10-p90 +p99$'
+has '^ +4 KiB +50 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +-?[0-9.]+ +-?[0-9.]+$'
+if printf '%s\n' "$out" | grep -q 'export level ARENA'; then
+	# no userfaultfd here: only the conversion cells may fail, and say why
+	printf '%s\n' "$out" | grep -q "^# .* failed: the plain exporter's export level is ARENA" ||
+		fail "level ARENA but no reason for the failed cells:
 $out"
+	printf '%s\n' "$out" | grep -v -e '^## ' -e '^# ' | grep -E '^ *(4|64) KiB' |
+		grep -E '^ *[0-9]+ KiB +[0-9]+ +failed' && fail "a measurement failed:
+$out"
+else
+	printf '%s\n' "$out" | grep -q 'failed' && fail "a measurement failed:
+$out"
+fi
 
 if command -v python3 >/dev/null 2>&1; then
 	"$bench" -q -j -t bw,attach -s 4k -n 50 -r 2 | python3 -c '
@@ -44,9 +62,31 @@ assert row["size"] == 4096 and row["iterations"] == 50, row
 assert [m["metric"] for m in row["metrics"]] == ["memcpy", "attach", "cma"], row
 assert all(m["status"] == "ok" and m["median"] > 0 for m in row["metrics"]), row
 assert row["ratios"]["attach/memcpy"] > 0, row
+assert all("p99" in m for m in row["metrics"]), row
 ' || fail "--json output invalid or incomplete"
+	"$bench" -q -j -t munmap,fault,revoke -s 4k -n 20 -r 1 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+p = d["plain_exporter"]
+assert p and p["export_level"] in ("FULL", "USER", "ARENA") and p["arena_active"] is False, p
+t = {x["test"]: x for x in d["tests"]}
+assert t["fault"]["status"] == "n/a (importers do not re-resolve automatically yet)", t["fault"]
+m = t["munmap"]["rows"][0]
+assert [x["metric"] for x in m["metrics"]] == ["plain", "exported"], m
+assert set(m["ratios"]) == {"extra", "extra p99"}, m
+r = t["revoke"]["rows"][0]
+assert [x["metric"] for x in r["metrics"]] == ["remove cb", "remove fd", "inval cb", "inval fd"], r
+for x in r["metrics"][:2] + m["metrics"][:1]:
+    assert x["status"] == "ok" and x["median"] > 0 and x["p99"] >= x["median"], x
+if p["export_level"] != "ARENA":
+    for x in r["metrics"] + m["metrics"]:
+        assert x["status"] == "ok" and x["median"] > 0, x
+' || fail "--json output of munmap/revoke invalid or incomplete"
 fi
 out=$("$bench" -q --csv -t attach -s 4k -n 50 -r 2) || fail "--csv exited $?"
-has '^test,size,iterations,metric,unit,status,median,p10,p90,min,max,samples$'
-has '^attach,4096,50,attach\+detach,us,ok,'
+has '^test,size,iterations,metric,unit,status,median,p10,p90,min,max,samples,p99$'
+has '^attach,4096,50,attach\+detach,us,ok,([^,]*,){6}[0-9.e+]+$'
+out=$("$bench" -q --csv -t munmap,fault -s 4k -n 20 -r 1) || fail "--csv munmap exited $?"
+has '^munmap,4096,20,extra,us,ok,'
+has '^fault,,,,,n/a \(importers do not re-resolve automatically yet\),+$'
 echo "PASS: xpmem-bench"

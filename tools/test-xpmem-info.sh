@@ -13,12 +13,20 @@ has '^compatible with: +XPMEM 2\.6\.3'
 has '^  kernel +usable: (yes|no) '
 has '^  shm +usable: (yes|no) '
 has '^selected transport: +[a-z]'
-has '^  userfaultfd: +(full|user-mode-only|none) \('
+has '^  export level: +(FULL|USER|ARENA|none): '
 has '^  arena preload: +(active|not active)'
-has '^    heap +(shared \(arena\)|hole)'
-has '^    stack +hole'
-has '^    static data +hole'
-has '^    anonymous mmap +(shared \(arena\)|hole)'
+# what an importer gets, from uxpmem_export_level() (arena memory: the arena)
+if printf '%s\n' "$out" | grep -Eq '^  export level: +(FULL|USER):'; then
+	conv='shared \(converted on attach\)'
+else
+	conv='hole'
+fi
+for k in heap stack 'anonymous mmap' '\.bss'; do
+	has "^    $k +(shared \(arena\)|$conv)"
+done
+has '^    \.data +hole \(file-backed private\)$'
+has '^    MAP_SHARED\|MAP_ANONYMOUS +hole'
+printf '%s\n' "$out" | grep -q '^  userfaultfd probe:' && fail "userfaultfd probe shown without -v"
 has '^environment:'
 for v in XPMEM_TRANSPORT XPMEM_LOG_LEVEL XPMEM_LOG_FILE XPMEM_KERNEL_DEVICE \
 	XPMEM_PLUGIN_DIR XPMEM_SHM_SOCKET_DIR XPMEM_ARENA_SIZE XPMEM_ARENA_LIB \
@@ -37,6 +45,16 @@ has '^  XPMEM_TRANSPORT +kernel$'
 out=$("$info" -v) || fail "xpmem-info -v exited $?"
 has '^xpmem_version\(\): '
 has '^  arena library: '
+has '^  userfaultfd probe: +(full|user-mode-only|none) \('
+
+# Under the arena preload, heap and anonymous mmap come from the arena.
+lib=${UXP_BUILDDIR:-.}/transports/shm/arena/.libs/libuxpmem-arena.so
+if [ -f "$lib" ] && ! grep -q -e __asan_init -e __tsan_init "$info" 2>/dev/null; then
+	out=$(LD_PRELOAD=$lib "$info") || fail "xpmem-info under the arena exited $?"
+	has '^  arena preload: +active'
+	has '^    heap +shared \(arena\)$'
+	has '^    anonymous mmap +shared \(arena\)$'
+fi
 
 if command -v python3 >/dev/null 2>&1; then
 	"$info" --json | python3 -c '
@@ -51,8 +69,16 @@ assert "kernel" in names and "shm" in names, names
 for t in d["transports"]:
     assert isinstance(t["usable"], bool) and "why" in t, t
 assert d["shm"]["userfaultfd"]["level"] in ("full", "user-mode-only", "none")
+assert d["shm"]["export_level"] in ("FULL", "USER", "ARENA", "none"), d["shm"]
+assert d["shm"]["export_level_value"] in (-1, 0, 1, 2), d["shm"]
+assert isinstance(d["shm"]["export_level_why"], str)
 assert isinstance(d["shm"]["arena_preload_active"], bool)
-assert set(d["shm"]["memory"]) == {"heap", "stack", "static data", "anonymous mmap"}
+mem = d["shm"]["memory"]
+assert set(mem) == {"heap", "stack", "anonymous mmap", ".bss", ".data",
+                    "MAP_SHARED|MAP_ANONYMOUS"}, mem
+assert mem[".data"] == "hole (file-backed private)", mem
+if d["shm"]["export_level"] in ("FULL", "USER") and d["selected_transport"] == "shm":
+    assert mem["stack"] == mem[".bss"] == "shared (converted on attach)", mem
 assert "LD_PRELOAD" in d["environment"] and "XPMEM_TRANSPORT" in d["environment"]
 ' || fail "--json output invalid or incomplete"
 	"$info" -j | python3 -m json.tool >/dev/null || fail "-j is not valid JSON"

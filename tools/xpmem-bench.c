@@ -7,17 +7,33 @@
  * whole address space like UCX does, and announces segid and buffer over a
  * pipe.  This process is the IMPORTER and measures, reading the exporter's
  * buffer: copy through a cached attachment next to local memcpy and
- * process_vm_readv (CMA), attach+detach latency, cold get+attach latency.
+ * process_vm_readv (CMA), attach+detach latency, cold get+attach latency,
+ * and the revocation latency of xpmem_remove.
+ *
+ * Tests of memory outside an arena (conversion on attach, munmap of
+ * converted memory, range invalidation) need a second peer, the PLAIN
+ * exporter: the same program without the preload (plain glibc malloc), also
+ * exporting its whole address space.  It is spawned only when such a test
+ * runs.  Both peers obey commands over their pipe (struct cmd -> struct
+ * answer): allocate, map, unmap or make/remove a segment, timing their own
+ * side with CLOCK_MONOTONIC, which is comparable across processes.
  *
  * Adding a figure is adding one entry to tests[]: a measure function per
- * column, optional ratios and targets.  Entries without columns print
- * "n/a (not implemented)".
+ * column (or one function filling several columns, see column.from),
+ * optional derived metrics (ratio or difference of two columns) and
+ * targets.  Entries without columns print "n/a (why)".
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -25,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
@@ -43,6 +60,8 @@
 #define ARENA_SYMBOL "uxpmem_arena_query_v1"
 #define ARENA_LIB_NAME "libuxpmem-arena.so"
 #define PAGE 4096UL
+#define MiB (1024UL * 1024)
+#define GiB (1024UL * MiB)
 #define MAXCOLS 4
 #define MAXRATIOS 3
 #define MAXTARGETS 3
@@ -61,9 +80,40 @@ struct hello {
 	int64_t segid;
 	uint64_t seg_base;       /* address of segment offset 0 */
 	uint64_t buf, size;      /* the buffer the importer reads */
+	int level;               /* uxpmem_export_level() in the exporter, -1: none */
+	char level_why[200];
 };
 
-enum { CMD_QUIT = 1 };
+/* Commands to an exporter; one answer each (pipes: atomic, in order). */
+enum {
+	CMD_QUIT = 1,
+	CMD_FRESH,               /* a: size: malloc a fresh buffer, fill it, start the writer */
+	CMD_FREE_FRESH,          /* a, b: attach window (ns): stop the writer (answer: its
+				  * longest stall within), free the buffer */
+	CMD_MAP,                 /* a: size: mmap anonymous private memory, fill it */
+	CMD_UNMAP,               /* a: addr, b: size: munmap, timed (t0, t1) */
+	CMD_MAKE,                /* a: size: xpmem_make of the buffer's first a bytes */
+	CMD_REMOVE,              /* a: segid: xpmem_remove, timed (t0, t1) */
+};
+
+struct cmd {
+	int op;
+	uint64_t a, b;
+};
+
+struct answer {
+	int err;                 /* errno of the failed step, 0 if done */
+	uint64_t addr;
+	int64_t segid;
+	double t0, t1;           /* CLOCK_MONOTONIC us around the timed call */
+	double stall;            /* writer: longest time without a store in the window, us */
+	uint64_t writes;         /* writer: stores done */
+	uint64_t lost;           /* writer: pages whose count of stores is wrong */
+};
+
+#define FILL 0x5a            /* what exporters fill their memory with */
+#define CALL_TIMEOUT_MS 30000
+#define EVENT_TIMEOUT_MS 10000
 
 /* ---- importer state ----------------------------------------------------------- */
 
@@ -80,6 +130,17 @@ struct bench {
 	char arena_err[200];     /* why the buffer is not shared memory, "" if it is */
 	const char *preload, *preload_src;
 	char peer_status[96];    /* exporter exit, for the report */
+	/* the plain exporter (no preload), spawned when a test needs it */
+	pid_t pl_pid;            /* 0: not spawned */
+	int pl_cmd_fd, pl_reply_fd;
+	struct hello pl;
+	xpmem_apid_t pl_apid;    /* cached apid of its whole address space */
+	bool pl_have_apid;
+	char plain_err[200];     /* why there is no plain exporter/apid, "" if there is */
+	char conv_err[300];      /* why its memory cannot be converted, "" if it can */
+	char pl_status[96];
+	int qfd;                 /* uxpmem_revoke_fd(), -1 until a test creates it */
+	double *more[MAXCOLS];   /* samples of the columns a function fills besides its own */
 };
 
 typedef int measure_fn(struct bench *b, size_t size, unsigned iters, double *out);
@@ -88,17 +149,25 @@ enum need {
 	NEED_PEER,               /* only the exporter process */
 	NEED_SEGMENT,            /* a segid and an apid */
 	NEED_ARENA,              /* the buffer in the exporter's arena, attached */
+	NEED_PLAIN,              /* the plain exporter and an apid of it */
+	NEED_CONVERT,            /* ... whose private memory can be converted on attach */
 };
 
 struct column {
 	const char *name;
 	measure_fn *fn;
 	enum need need;
+	int from;                /* > 0: filled by column from-1's function, through
+				  * b->more[] in column order (fn NULL) */
 };
+
+enum derive { D_RATIO, D_DIFF, D_DIFF_P99 };
 
 struct ratio {
 	const char *name;
-	int num, den;            /* column indexes; ratio of medians */
+	int num, den;            /* column indexes */
+	enum derive kind;        /* ratio of medians (x), or difference of medians
+				  * or of 99th percentiles (in the test's unit) */
 };
 
 struct target {
@@ -118,20 +187,23 @@ struct test {
 	struct column cols[MAXCOLS];
 	struct ratio ratios[MAXRATIOS];
 	struct target targets[MAXTARGETS];
+	bool tail;               /* show the 99th percentile in the text table too */
+	const char *sizes;       /* default sizes of this test (else -s's default) */
+	const char *na;          /* no columns: why, printed as "n/a (na)" */
 };
 
 struct cell {
 	int err;
-	char msg[200];
+	char msg[320];
 	unsigned n;
-	double med, p10, p90, min, max;
+	double med, p10, p90, p99, min, max;
 };
 
 struct row {
 	size_t size;
 	unsigned iters;
 	struct cell c[MAXCOLS];
-	double ratio[MAXRATIOS]; /* < 0: not available */
+	double ratio[MAXRATIOS]; /* NAN: not available */
 };
 
 enum fmt { FMT_TEXT, FMT_JSON, FMT_CSV };
@@ -141,6 +213,7 @@ struct opts {
 	unsigned ntests;
 	size_t sizes[MAXSIZES];
 	unsigned nsizes;
+	bool sizes_set;          /* -s given: it applies to every test */
 	unsigned iters;          /* 0: per test default */
 	unsigned reps;
 	enum fmt fmt;
@@ -284,10 +357,305 @@ static int lat_cold(struct bench *b, size_t size, unsigned n, double *out)
 	return (int)n;
 }
 
-/* ---- the tests ------------------------------------------------------------------ */
+/* ---- commands to the exporters ---------------------------------------------------- */
 
-#define MiB (1024UL * 1024)
-#define GiB (1024UL * MiB)
+/* One command, one answer; < 0: -errno (ETIMEDOUT if the peer hangs, EPIPE
+ * if it is gone). */
+static int call_fd(int cmd_fd, int reply_fd, int op, uint64_t a, uint64_t b2, struct answer *ans)
+{
+	struct cmd c = { .op = op, .a = a, .b = b2 };
+	memset(ans, 0, sizeof(*ans));
+	if (write(cmd_fd, &c, sizeof(c)) != sizeof(c))
+		return -EPIPE;
+	struct pollfd p = { .fd = reply_fd, .events = POLLIN };
+	int r;
+	while ((r = poll(&p, 1, CALL_TIMEOUT_MS)) < 0 && errno == EINTR)
+		;
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return -errno;
+	if (read(reply_fd, ans, sizeof(*ans)) != sizeof(*ans))
+		return -EPIPE;
+	return ans->err ? -ans->err : 0;
+}
+
+static int ex_call(struct bench *b, int op, uint64_t a, uint64_t b2, struct answer *ans)
+{
+	return call_fd(b->cmd_fd, b->reply_fd, op, a, b2, ans);
+}
+
+static int pl_call(struct bench *b, int op, uint64_t a, uint64_t b2, struct answer *ans)
+{
+	return call_fd(b->pl_cmd_fd, b->pl_reply_fd, op, a, b2, ans);
+}
+
+/* Attach [addr, addr+size) of the plain exporter through the cached apid. */
+static void *pl_attach(struct bench *b, uint64_t addr, size_t size)
+{
+	struct xpmem_addr xa = { .apid = b->pl_apid, .offset = (off_t)(addr - b->pl.seg_base) };
+	return xpmem_attach(xa, size, NULL);
+}
+
+/* The attachment shows the exporter's data (byte 1 of each page is never
+ * written by the writer thread); a hole raises SIGBUS, caught by guarded(). */
+static int check_fill(const void *p)
+{
+	return ((const volatile unsigned char *)p)[1] == FILL ? 0 : -EIO;
+}
+
+/* Revocation events: the callback form records the first event it sees. */
+static struct watch {
+	sem_t sem;
+	volatile double t;
+	volatile int reason;
+} watch;
+
+static void on_revoke(const struct uxpmem_revoke_event *ev, void *arg)
+{
+	(void)arg;
+	watch.t = now_us();
+	watch.reason = ev->reason;
+	sem_post(&watch.sem);
+}
+
+/* Forget events of earlier operations (queue and callback). */
+static void drain(struct bench *b)
+{
+	struct uxpmem_revoke_event ev[16];
+	while (b->qfd >= 0 && uxpmem_revoke_poll(ev, 16) > 0)
+		;
+	while (sem_trywait(&watch.sem) == 0)
+		;
+}
+
+/* Wait for the callback; 0 with *t its time, or -errno. */
+static int wait_cb(int reason, double *t)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += EVENT_TIMEOUT_MS / 1000;
+	while (sem_timedwait(&watch.sem, &ts) < 0)
+		if (errno != EINTR)
+			return -errno;
+	*t = watch.t;
+	return watch.reason == reason ? 0 : -EPROTO;
+}
+
+/* Wait for apid's event on the queue, as a progress engine does: sleep in
+ * poll(2) on the descriptor, then dequeue.  *t: when it was dequeued. */
+static int wait_fd(struct bench *b, xpmem_apid_t apid, int reason, double *t)
+{
+	double deadline = now_us() + EVENT_TIMEOUT_MS * 1e3;
+	struct uxpmem_revoke_event ev[16];
+	for (;;) {
+		int n = uxpmem_revoke_poll(ev, 16);
+		double at = now_us();
+		for (int i = 0; i < n; i++)
+			if (ev[i].apid == apid) {
+				*t = at;
+				return ev[i].reason == reason ? 0 : -EPROTO;
+			}
+		if (at >= deadline)
+			return -ETIMEDOUT;
+		struct pollfd p = { .fd = b->qfd, .events = POLLIN };
+		if (poll(&p, 1, (int)((deadline - at) / 1e3) + 1) < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static int need_queue(struct bench *b)
+{
+	if (b->qfd < 0 && (b->qfd = uxpmem_revoke_fd()) < 0)
+		return -errno;
+	return 0;
+}
+
+/* convert: the plain exporter mallocs a fresh buffer and a writer thread
+ * stores into it without pause; we attach it (the exporter converts it in
+ * place).  Columns: attach (ms), attach per MiB, the writer's longest
+ * stall (ms, measured in the exporter). */
+static int conv_attach(struct bench *b, size_t size, unsigned n, double *out)
+{
+	double *per_mib = b->more[0], *stall = b->more[1];
+	for (unsigned i = 0; i < n; i++) {
+		struct answer a, s;
+		int ret = pl_call(b, CMD_FRESH, size, 0, &a);
+		if (ret == -EEXIST)
+			fprintf(stderr, "xpmem-bench: convert: the plain exporter's malloc returned "
+				"memory that is converted already\n");
+		if (ret < 0)
+			return ret;
+		double t0 = now_us();
+		void *p = pl_attach(b, a.addr, size);
+		double t1 = now_us();
+		int err = p == (void *)-1 ? -errno : 0;
+		if (!err) {
+			err = check_fill(p);
+			xpmem_detach(p);
+		}
+		ret = pl_call(b, CMD_FREE_FRESH, (uint64_t)(t0 * 1e3), (uint64_t)(t1 * 1e3), &s);
+		if (err || ret < 0)
+			return err ? err : ret;
+		if (s.lost) {
+			fprintf(stderr, "xpmem-bench: convert: %" PRIu64 " of the writer's pages lost "
+				"updates during the conversion (%" PRIu64 " stores)\n", s.lost, s.writes);
+			return -EIO;
+		}
+		out[i] = (t1 - t0) / 1e3;
+		per_mib[i] = out[i] * (double)MiB / (double)size;
+		stall[i] = s.stall / 1e3;
+	}
+	return (int)n;
+}
+
+/* munmap in the plain exporter of memory nobody attached. */
+static int mu_plain(struct bench *b, size_t size, unsigned n, double *out)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct answer a, u;
+		int ret = pl_call(b, CMD_MAP, size, 0, &a);
+		if (ret < 0 || (ret = pl_call(b, CMD_UNMAP, a.addr, size, &u)) < 0)
+			return ret;
+		out[i] = u.t1 - u.t0;
+	}
+	return (int)n;
+}
+
+/* Map fresh memory in the plain exporter and attach it (converted).  When
+ * *p is set (not -1), the caller unmaps *addr in the exporter. */
+static int map_attached(struct bench *b, size_t size, uint64_t *addr, void **p)
+{
+	struct answer a;
+	int ret = pl_call(b, CMD_MAP, size, 0, &a);
+	if (ret < 0)
+		return ret;
+	*addr = a.addr;
+	*p = pl_attach(b, a.addr, size);
+	if (*p == (void *)-1) {
+		ret = -errno;
+		pl_call(b, CMD_UNMAP, a.addr, size, &a);
+		return ret;
+	}
+	return check_fill(*p);
+}
+
+/* munmap in the plain exporter of converted memory we have attached: the
+ * exporter's notifier invalidates it in this process before munmap returns. */
+static int mu_exported(struct bench *b, size_t size, unsigned n, double *out)
+{
+	uxpmem_revoke_handler(b->pl_apid, NULL, NULL);
+	for (unsigned i = 0; i < n; i++) {
+		struct answer u = { 0 };
+		uint64_t addr = 0;
+		void *p = (void *)-1;
+		drain(b);
+		int ret = map_attached(b, size, &addr, &p);
+		if (p != (void *)-1) {
+			int r = pl_call(b, CMD_UNMAP, addr, size, &u);
+			ret = ret < 0 ? ret : r;
+			xpmem_detach(p);
+		}
+		if (ret < 0)
+			return ret;
+		out[i] = u.t1 - u.t0;
+	}
+	drain(b);
+	return (int)n;
+}
+
+/* revoke, xpmem_remove: the arena exporter makes a segment of size bytes of
+ * its buffer, we get and attach it, the exporter removes it; latency from
+ * just before its xpmem_remove() to our notification. */
+static int rv_remove(struct bench *b, size_t size, unsigned n, double *out, bool fd)
+{
+	if (fd && need_queue(b) < 0)
+		return -errno;
+	for (unsigned i = 0; i < n; i++) {
+		struct answer m, r;
+		double t = 0;
+		drain(b);
+		int ret = ex_call(b, CMD_MAKE, size, 0, &m);
+		if (ret < 0)
+			return ret;
+		xpmem_apid_t apid = xpmem_get(m.segid, XPMEM_RDWR, XPMEM_PERMIT_MODE, NULL);
+		void *p = (void *)-1;
+		if (apid < 0)
+			ret = -errno;
+		else if ((p = xpmem_attach((struct xpmem_addr){ .apid = apid }, size, NULL)) ==
+			 (void *)-1)
+			ret = -errno;
+		else if (!fd && uxpmem_revoke_handler(apid, on_revoke, NULL) < 0)
+			ret = -errno;
+		if (ret == 0)
+			ret = check_fill(p);
+		int rr = ex_call(b, CMD_REMOVE, (uint64_t)m.segid, 0, &r);
+		if (ret == 0 && rr == 0)
+			ret = fd ? wait_fd(b, apid, UXPMEM_REVOKE_REMOVED, &t) :
+				wait_cb(UXPMEM_REVOKE_REMOVED, &t);
+		if (p != (void *)-1)
+			xpmem_detach(p);
+		if (apid >= 0)
+			xpmem_release(apid);
+		if (ret < 0 || rr < 0)
+			return ret < 0 ? ret : rr;
+		out[i] = t - r.t0;
+	}
+	return (int)n;
+}
+
+static int rv_remove_cb(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return rv_remove(b, size, n, out, false);
+}
+
+static int rv_remove_fd(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return rv_remove(b, size, n, out, true);
+}
+
+/* revoke, range invalidation: the plain exporter unmaps converted memory we
+ * have attached; latency from just before its munmap() to the INVALIDATED
+ * event here. */
+static int rv_inval(struct bench *b, size_t size, unsigned n, double *out, bool fd)
+{
+	if (fd && need_queue(b) < 0)
+		return -errno;
+	uxpmem_revoke_handler(b->pl_apid, fd ? NULL : on_revoke, NULL);
+	int ret = 0;
+	for (unsigned i = 0; i < n && ret == 0; i++) {
+		struct answer u = { 0 };
+		uint64_t addr = 0;
+		void *p = (void *)-1;
+		double t = 0;
+		drain(b);
+		ret = map_attached(b, size, &addr, &p);
+		if (p != (void *)-1) {
+			int r = pl_call(b, CMD_UNMAP, addr, size, &u);
+			ret = ret < 0 ? ret : r;
+			if (ret == 0)
+				ret = fd ? wait_fd(b, b->pl_apid, UXPMEM_REVOKE_INVALIDATED, &t) :
+					wait_cb(UXPMEM_REVOKE_INVALIDATED, &t);
+			xpmem_detach(p);
+		}
+		out[i] = t - u.t0;
+	}
+	uxpmem_revoke_handler(b->pl_apid, NULL, NULL);
+	drain(b);
+	return ret < 0 ? ret : (int)n;
+}
+
+static int rv_inval_cb(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return rv_inval(b, size, n, out, false);
+}
+
+static int rv_inval_fd(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return rv_inval(b, size, n, out, true);
+}
+
+/* ---- the tests ------------------------------------------------------------------ */
 
 static const struct test tests[] = {
 	{ "bw", "copy bandwidth, importer reads the exporter's buffer", "GB/s", false,
@@ -304,12 +672,31 @@ static const struct test tests[] = {
 	{ "cold", "first get+attach, fresh apid each time", "us", true,
 	  0, 1, 200,
 	  { { "get+attach", lat_cold, NEED_SEGMENT } }, { { 0 } }, { { 0 } } },
-	{ "convert", "in-place conversion cost of private memory", "us", true, 0, 1, 1,
-	  { { 0 } }, { { 0 } }, { { 0 } } },
-	{ "fault", "fault / re-resolve latency after the exporter remaps", "us", true, 0, 1, 1,
-	  { { 0 } }, { { 0 } }, { { 0 } } },
-	{ "revoke", "revocation latency (xpmem_remove with attached importers)", "us", true,
-	  0, 1, 1, { { 0 } }, { { 0 } }, { { 0 } } },
+	{ .name = "convert",
+	  .title = "attach of a fresh malloc buffer of the plain exporter (converted in place) "
+		   "while its writer thread stores",
+	  .unit = "ms", .per_op = true, .budget = 256 * MiB, .lo = 3, .hi = 20,
+	  .cols = { { "attach", conv_attach, NEED_CONVERT },
+		    { "attach/MiB", NULL, NEED_CONVERT, 1 },
+		    { "stall", NULL, NEED_CONVERT, 1 } },
+	  .targets = { { "attach/MiB", 0, true, 0.5 } },
+	  .sizes = "1m,16m,64m" },
+	{ .name = "munmap",
+	  .title = "munmap in the plain exporter: memory never attached vs converted and attached",
+	  .unit = "us", .per_op = true, .lo = 1, .hi = 200,
+	  .cols = { { "plain", mu_plain, NEED_PLAIN }, { "exported", mu_exported, NEED_CONVERT } },
+	  .ratios = { { "extra", 1, 0, D_DIFF }, { "extra p99", 1, 0, D_DIFF_P99 } },
+	  .tail = true, .sizes = "4k,64k,1m" },
+	{ .name = "fault", .title = "fault / re-resolve latency after the exporter remaps",
+	  .unit = "us", .na = "importers do not re-resolve automatically yet" },
+	{ .name = "revoke",
+	  .title = "revocation latency, exporter's xpmem_remove or munmap to the importer's event",
+	  .unit = "us", .per_op = true, .lo = 1, .hi = 100,
+	  .cols = { { "remove cb", rv_remove_cb, NEED_ARENA },
+		    { "remove fd", rv_remove_fd, NEED_ARENA },
+		    { "inval cb", rv_inval_cb, NEED_CONVERT },
+		    { "inval fd", rv_inval_fd, NEED_CONVERT } },
+	  .tail = true, .sizes = "4k,1m" },
 };
 #define NTESTS (sizeof(tests) / sizeof(tests[0]))
 
@@ -361,6 +748,7 @@ static void stats(struct cell *c, double *v, unsigned n)
 	c->med = pct(v, n, 0.5);
 	c->p10 = pct(v, n, 0.1);
 	c->p90 = pct(v, n, 0.9);
+	c->p99 = pct(v, n, 0.99);
 }
 
 /* ---- running --------------------------------------------------------------------- */
@@ -417,23 +805,50 @@ static int guarded(const struct column *col, struct bench *b, size_t size, unsig
 	return ret;
 }
 
+/* Why a column cannot be measured, NULL if it can. */
+static const char *unmet(const struct bench *b, enum need need)
+{
+	switch (need) {
+	case NEED_PEER:
+		return NULL;
+	case NEED_SEGMENT:
+		return b->seg_err[0] ? b->seg_err : NULL;
+	case NEED_ARENA:
+		return b->seg_err[0] ? b->seg_err : b->arena_err[0] ? b->arena_err : NULL;
+	case NEED_PLAIN:
+		return b->plain_err[0] ? b->plain_err : NULL;
+	case NEED_CONVERT:
+		return b->plain_err[0] ? b->plain_err : b->conv_err[0] ? b->conv_err : NULL;
+	}
+	return NULL;
+}
+
+/* Column ci and the columns its function fills besides (from == ci + 1). */
 static void run_cell(const struct opts *o, const struct test *t, unsigned ci, struct bench *b,
 		     struct row *r)
 {
 	const struct column *col = &t->cols[ci];
+	unsigned dep[MAXCOLS], ndep = 0;
+	for (unsigned k = 0; k < ncols(t); k++)
+		if (t->cols[k].from == (int)ci + 1)
+			dep[ndep++] = k;
 	struct cell *c = &r->c[ci];
-	const char *why = col->need >= NEED_SEGMENT && b->seg_err[0] ? b->seg_err :
-		col->need >= NEED_ARENA && b->arena_err[0] ? b->arena_err : NULL;
+	const char *why = unmet(b, col->need);
 	if (why) {
 		c->err = ENOTSUP;
 		snprintf(c->msg, sizeof(c->msg), "%s", why);
+		for (unsigned k = 0; k < ndep; k++)
+			r->c[dep[k]] = *c;
 		return;
 	}
 	unsigned per = t->per_op ? r->iters : 1;
-	double *v = calloc((size_t)per * (o->reps + 1), sizeof(double));
+	size_t nsamp = (size_t)per * (o->reps + 1);
+	double *v = calloc(nsamp * (1 + ndep), sizeof(double));
 	unsigned nv = 0;
 	for (unsigned rep = 0; rep <= o->reps && v; rep++) {
 		progress(o, t, col->name, r->size, rep);
+		for (unsigned k = 0; k < ndep; k++)
+			b->more[k] = v + nsamp * (1 + k) + nv;
 		/* rep 0 is the warm-up and is overwritten */
 		int got = guarded(col, b, r->size, r->iters, v + nv);
 		if (got < 0) {
@@ -451,28 +866,61 @@ static void run_cell(const struct opts *o, const struct test *t, unsigned ci, st
 		cell_fail(c, ENOMEM, "%s: %s", col->name);
 	else if (!c->err)
 		stats(c, v, nv);
+	for (unsigned k = 0; k < ndep; k++) {
+		if (c->err || !v)
+			r->c[dep[k]] = *c;
+		else
+			stats(&r->c[dep[k]], v + nsamp * (1 + k), nv);
+	}
 	free(v);
+}
+
+static double derive(const struct ratio *d, const struct cell *n, const struct cell *q)
+{
+	if (n->err || q->err)
+		return NAN;
+	switch (d->kind) {
+	case D_DIFF:
+		return n->med - q->med;
+	case D_DIFF_P99:
+		return n->p99 - q->p99;
+	case D_RATIO:
+		break;
+	}
+	return q->med > 0 ? n->med / q->med : NAN;
 }
 
 static void run_row(const struct opts *o, const struct test *t, struct bench *b, struct row *r)
 {
 	for (unsigned ci = 0; ci < ncols(t); ci++)
-		run_cell(o, t, ci, b, r);
-	for (unsigned ri = 0; ri < nratios(t); ri++) {
-		const struct cell *n = &r->c[t->ratios[ri].num], *d = &r->c[t->ratios[ri].den];
-		r->ratio[ri] = n->err || d->err || d->med <= 0 ? -1 : n->med / d->med;
-	}
+		if (!t->cols[ci].from)
+			run_cell(o, t, ci, b, r);
+	for (unsigned ri = 0; ri < nratios(t); ri++)
+		r->ratio[ri] = derive(&t->ratios[ri], &r->c[t->ratios[ri].num],
+				      &r->c[t->ratios[ri].den]);
 }
 
 /* ---- output ------------------------------------------------------------------------- */
 
 static void fmt_num(char *s, size_t len, double v)
 {
-	const char *f = v >= 1000 ? "%.0f" : v >= 100 ? "%.1f" : v >= 1 ? "%.2f" : "%.3f";
+	double a = v < 0 ? -v : v;
+	const char *f = a >= 1000 ? "%.0f" : a >= 100 ? "%.1f" : a >= 1 ? "%.2f" : "%.3f";
 	snprintf(s, len, f, v);
 }
 
-#define TW (2 + 2 * MAXCOLS + MAXRATIOS) /* size, iters, 2 per metric, ratios */
+/* A derived metric's value as text: "1.23x" for a ratio, else a number. */
+static void fmt_derived(char *s, size_t len, const struct ratio *d, double v)
+{
+	if (isnan(v))
+		snprintf(s, len, "-");
+	else if (d->kind == D_RATIO)
+		snprintf(s, len, "%.2fx", v);
+	else
+		fmt_num(s, len, v);
+}
+
+#define TW (2 + 3 * MAXCOLS + MAXRATIOS) /* size, iters, up to 3 per metric, derived */
 #define CW 40
 
 struct table {
@@ -505,6 +953,8 @@ static void text_cells(const struct test *t, const struct row *row, char (*cell)
 		if (c->err) {
 			snprintf(cell[k++], CW, "failed");
 			snprintf(cell[k++], CW, "-");
+			if (t->tail)
+				snprintf(cell[k++], CW, "-");
 			continue;
 		}
 		char a[16], z[16];
@@ -512,13 +962,11 @@ static void text_cells(const struct test *t, const struct row *row, char (*cell)
 		fmt_num(a, sizeof(a), c->p10);
 		fmt_num(z, sizeof(z), c->p90);
 		snprintf(cell[k++], CW, "%s-%s", a, z);
+		if (t->tail)
+			fmt_num(cell[k++], CW, c->p99);
 	}
-	for (unsigned ri = 0; ri < nratios(t); ri++) {
-		if (row->ratio[ri] < 0)
-			snprintf(cell[k++], CW, "-");
-		else
-			snprintf(cell[k++], CW, "%.2fx", row->ratio[ri]);
-	}
+	for (unsigned ri = 0; ri < nratios(t); ri++)
+		fmt_derived(cell[k++], CW, &t->ratios[ri], row->ratio[ri]);
 }
 
 static bool metric_value(const struct test *t, const struct row *row, const char *name,
@@ -530,10 +978,19 @@ static bool metric_value(const struct test *t, const struct row *row, const char
 			return true;
 		}
 	for (unsigned ri = 0; ri < nratios(t); ri++)
-		if (!strcmp(t->ratios[ri].name, name) && row->ratio[ri] >= 0) {
+		if (!strcmp(t->ratios[ri].name, name) && !isnan(row->ratio[ri])) {
 			*v = row->ratio[ri];
 			return true;
 		}
+	return false;
+}
+
+/* A ratio has no unit; columns and differences have the test's. */
+static bool is_ratio(const struct test *t, const char *name)
+{
+	for (unsigned ri = 0; ri < nratios(t); ri++)
+		if (!strcmp(t->ratios[ri].name, name))
+			return t->ratios[ri].kind == D_RATIO;
 	return false;
 }
 
@@ -543,8 +1000,9 @@ static void text_target(const struct test *t, const struct target *g, const stru
 			unsigned nrows)
 {
 	const char *sep = ":";
+	bool ratio = is_ratio(t, g->metric);
 	printf("# target %s %s %g%s%s", g->metric, g->below ? "<" : ">=", g->value,
-	       strchr(g->metric, '/') ? "" : " ", strchr(g->metric, '/') ? "" : t->unit);
+	       ratio ? "" : " ", ratio ? "" : t->unit);
 	for (unsigned r = 0; r < nrows; r++) {
 		char sz[32];
 		double v;
@@ -577,7 +1035,8 @@ static void text_test(const struct test *t, const struct row *rows,
 		      unsigned nrows)
 {
 	if (!ncols(t)) {
-		printf("\n## %s: %s: n/a (not implemented)\n", t->name, t->title);
+		printf("\n## %s: %s: n/a (%s)\n", t->name, t->title,
+		       t->na ? t->na : "not implemented");
 		return;
 	}
 	printf("\n## %s: %s, %s; median and p10-p90 over %s\n", t->name, t->title, t->unit,
@@ -589,6 +1048,8 @@ static void text_test(const struct test *t, const struct row *rows,
 	for (unsigned ci = 0; ci < ncols(t); ci++) {
 		snprintf(tb.cell[0][k++], CW, "%s", t->cols[ci].name);
 		snprintf(tb.cell[0][k++], CW, "p10-p90");
+		if (t->tail)
+			snprintf(tb.cell[0][k++], CW, "p99");
 	}
 	for (unsigned ri = 0; ri < nratios(t); ri++)
 		snprintf(tb.cell[0][k++], CW, "%s", t->ratios[ri].name);
@@ -632,8 +1093,8 @@ static void json_cell(const char *name, const char *unit, const struct cell *c)
 		json_str(c->msg);
 	} else {
 		printf(", \"status\": \"ok\", \"samples\": %u, \"median\": %.6g, \"p10\": %.6g, "
-		       "\"p90\": %.6g, \"min\": %.6g, \"max\": %.6g", c->n, c->med, c->p10,
-		       c->p90, c->min, c->max);
+		       "\"p90\": %.6g, \"p99\": %.6g, \"min\": %.6g, \"max\": %.6g", c->n, c->med,
+		       c->p10, c->p90, c->p99, c->min, c->max);
 	}
 	putchar('}');
 }
@@ -649,7 +1110,7 @@ static void json_row(const struct test *t, const struct row *row)
 	for (unsigned ri = 0; ri < nratios(t); ri++) {
 		printf("%s", ri ? ", " : "");
 		json_str(t->ratios[ri].name);
-		if (row->ratio[ri] < 0)
+		if (isnan(row->ratio[ri]))
 			printf(": null");
 		else
 			printf(": %.6g", row->ratio[ri]);
@@ -664,7 +1125,11 @@ static void json_test(const struct test *t, const struct row *rows, unsigned nro
 	printf(", \"title\": ");
 	json_str(t->title);
 	if (!ncols(t)) {
-		printf(", \"status\": \"n/a (not implemented)\"}");
+		printf(", \"status\": ");
+		char na[160];
+		snprintf(na, sizeof(na), "n/a (%s)", t->na ? t->na : "not implemented");
+		json_str(na);
+		putchar('}');
 		return;
 	}
 	printf(", \"status\": \"ok\", \"unit\": ");
@@ -680,7 +1145,7 @@ static void json_test(const struct test *t, const struct row *rows, unsigned nro
 static void csv_test(const struct test *t, const struct row *rows, unsigned nrows)
 {
 	if (!ncols(t)) {
-		printf("%s,,,,,n/a (not implemented),,,,,,\n", t->name);
+		printf("%s,,,,,n/a (%s),,,,,,,\n", t->name, t->na ? t->na : "not implemented");
 		return;
 	}
 	for (unsigned r = 0; r < nrows; r++) {
@@ -690,17 +1155,19 @@ static void csv_test(const struct test *t, const struct row *rows, unsigned nrow
 			printf("%s,%zu,%u,%s,%s,", t->name, w->size, w->iters, t->cols[ci].name,
 			       t->unit);
 			if (c->err)
-				printf("failed,,,,,,\n");
+				printf("failed,,,,,,,\n");
 			else
-				printf("ok,%.6g,%.6g,%.6g,%.6g,%.6g,%u\n", c->med, c->p10, c->p90,
-				       c->min, c->max, c->n);
+				printf("ok,%.6g,%.6g,%.6g,%.6g,%.6g,%u,%.6g\n", c->med, c->p10,
+				       c->p90, c->min, c->max, c->n, c->p99);
 		}
 		for (unsigned ri = 0; ri < nratios(t); ri++) {
-			printf("%s,%zu,%u,%s,x,", t->name, w->size, w->iters, t->ratios[ri].name);
-			if (w->ratio[ri] < 0)
-				printf("failed,,,,,,\n");
+			const struct ratio *d = &t->ratios[ri];
+			printf("%s,%zu,%u,%s,%s,", t->name, w->size, w->iters, d->name,
+			       d->kind == D_RATIO ? "x" : t->unit);
+			if (isnan(w->ratio[ri]))
+				printf("failed,,,,,,,\n");
 			else
-				printf("ok,%.6g,,,,,\n", w->ratio[ri]);
+				printf("ok,%.6g,,,,,,\n", w->ratio[ri]);
 		}
 	}
 }
@@ -715,6 +1182,16 @@ static const char *importer_transport(void)
 {
 	const char *t = uxpmem_transport_name();
 	return t ? t : "none";
+}
+
+static const char *level_name(int level)
+{
+	switch (level) {
+	case UXPMEM_EXPORT_FULL: return "FULL";
+	case UXPMEM_EXPORT_USER: return "USER";
+	case UXPMEM_EXPORT_ARENA: return "ARENA";
+	}
+	return "none";
 }
 
 static void text_header(const struct opts *o, const struct bench *b)
@@ -742,6 +1219,15 @@ static void text_header(const struct opts *o, const struct bench *b)
 		printf("# no segment: %s\n", b->seg_err);
 	else if (b->arena_err[0])
 		printf("# no shared buffer: %s\n", b->arena_err);
+	if (b->pl_pid)
+		printf("# plain exporter: pid %d, no arena preload (arena %s), glibc malloc, "
+		       "export level %s (%s)\n", (int)b->pl_pid,
+		       b->pl.arena ? "ACTIVE" : "not active", level_name(b->pl.level),
+		       b->pl.level_why);
+	if (b->plain_err[0])
+		printf("# no plain exporter: %s\n", b->plain_err);
+	else if (b->conv_err[0])
+		printf("# no conversion: %s\n", b->conv_err);
 }
 
 static void json_header(const struct opts *o, const struct bench *b)
@@ -763,10 +1249,25 @@ static void json_header(const struct opts *o, const struct bench *b)
 	printf(", \"preload_source\": ");
 	json_str(b->preload_src);
 	printf(", \"arena_active\": %s},\n", b->h.arena ? "true" : "false");
+	printf("  \"plain_exporter\": ");
+	if (b->pl_pid) {
+		printf("{\"pid\": %d, \"arena_active\": %s, \"export_level\": ", (int)b->pl_pid,
+		       b->pl.arena ? "true" : "false");
+		json_str(level_name(b->pl.level));
+		printf(", \"export_level_why\": ");
+		json_str(b->pl.level_why);
+		printf("},\n");
+	} else {
+		printf("null,\n");
+	}
 	printf("  \"segment_error\": ");
 	json_str(b->seg_err);
 	printf(",\n  \"arena_error\": ");
 	json_str(b->arena_err);
+	printf(",\n  \"plain_error\": ");
+	json_str(b->plain_err);
+	printf(",\n  \"convert_error\": ");
+	json_str(b->conv_err);
 	printf(",\n  \"repetitions\": %u,\n  \"warmup_repetitions\": 1,\n  \"tests\": [\n",
 	       o->reps);
 }
@@ -819,19 +1320,191 @@ static void exporter_setup(struct hello *h, size_t size)
 		hello_fail(h, "xpmem_make");
 }
 
+/* The writer thread of CMD_FRESH: stores into every page of the buffer in
+ * turn, as fast as it can, and records every time between two stores
+ * longer than GAP_MIN (frozen by the conversion, or not scheduled). */
+#define GAP_MIN 2.0      /* us */
+#define MAXGAPS 65536
+static struct writer {
+	pthread_t th;
+	char *buf;
+	size_t size;
+	volatile int stop;
+	volatile int started;    /* the first store is done */
+	bool running;
+	uint64_t writes;
+	unsigned ngaps;
+	struct gap {             /* times without a store longer than GAP_MIN */
+		double from, to;
+	} gaps[MAXGAPS];
+} wr;
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	double last = now_us();
+	uint64_t k = 0;
+
+	size_t off = 0;
+	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
+		((volatile char *)w->buf)[off]++; /* byte 0 of a page; importers check byte 1 */
+		double t = now_us();
+		if (t - last > GAP_MIN && w->ngaps < MAXGAPS)
+			w->gaps[w->ngaps++] = (struct gap){ last, t };
+		last = t;
+		if (!k++)
+			__atomic_store_n(&w->started, 1, __ATOMIC_RELEASE);
+		off = off + PAGE < w->size ? off + PAGE : 0;
+	}
+	/* the time since the last store counts too: a writer that could not
+	 * run at all (CPU contention) did not store either */
+	if (w->ngaps < MAXGAPS)
+		w->gaps[w->ngaps++] = (struct gap){ last, now_us() };
+	w->writes = k;
+	return NULL;
+}
+
+/* Stop the writer; its stall: the longest time without a store within
+ * [from, to] (the importer's attach, us), clipped to it. */
+static void writer_stop(struct answer *a, double from, double to)
+{
+	if (!wr.running)
+		return;
+	__atomic_store_n(&wr.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(wr.th, NULL);
+	wr.running = false;
+	for (unsigned i = 0; i < wr.ngaps; i++) {
+		double lo = wr.gaps[i].from > from ? wr.gaps[i].from : from;
+		double hi = wr.gaps[i].to < to ? wr.gaps[i].to : to;
+		if (hi - lo > a->stall)
+			a->stall = hi - lo;
+	}
+	a->writes = wr.writes;
+	/* page i got writes/npages stores, one more if i < writes % npages:
+	 * a store lost by the conversion shows here */
+	size_t npages = (wr.size + PAGE - 1) / PAGE;
+	for (size_t i = 0; i < npages; i++) {
+		uint64_t n = wr.writes / npages + (i < wr.writes % npages);
+		a->lost += (unsigned char)wr.buf[i * PAGE] != (unsigned char)(FILL + n);
+	}
+	free(wr.buf);
+	wr.buf = NULL;
+}
+
+/* Is [p, p+len) mapped from a memfd of the library's conversion (i.e. not
+ * fresh private memory)?  From /proc/self/maps. */
+static bool converted(const void *p, size_t len)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	bool conv = false;
+	uintptr_t a = (uintptr_t)p, b = a + len;
+	while (f && !conv && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo < b && a < hi &&
+		    strstr(line, "memfd:"))
+			conv = true;
+	}
+	if (f)
+		fclose(f);
+	return conv;
+}
+
+static void exporter_do(const struct hello *h, const struct cmd *c, struct answer *a)
+{
+	void *p;
+	switch (c->op) {
+	case CMD_FRESH: /* glibc malloc: a fresh mapping (see the mmap threshold) */
+		writer_stop(a, 0, 0);
+		if (posix_memalign(&p, PAGE, c->a)) {
+			a->err = ENOMEM;
+			break;
+		}
+		if (converted(p, c->a)) { /* the test would measure no conversion */
+			free(p);
+			a->err = EEXIST;
+			break;
+		}
+		memset(p, FILL, c->a);
+		wr = (struct writer){ .buf = p, .size = c->a };
+		a->err = pthread_create(&wr.th, NULL, writer_main, &wr);
+		wr.running = a->err == 0;
+		if (a->err)
+			free(p);
+		else /* the writer is storing before the importer attaches */
+			while (!__atomic_load_n(&wr.started, __ATOMIC_ACQUIRE))
+				sched_yield();
+		a->addr = (uintptr_t)p;
+		break;
+	case CMD_FREE_FRESH:
+		writer_stop(a, c->a / 1e3, c->b / 1e3);
+		break;
+	case CMD_MAP:
+		p = mmap(NULL, c->a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			a->err = errno;
+			break;
+		}
+		memset(p, FILL, c->a);
+		a->addr = (uintptr_t)p;
+		break;
+	case CMD_UNMAP:
+		a->t0 = now_us();
+		if (munmap((void *)(uintptr_t)c->a, c->b) < 0)
+			a->err = errno;
+		a->t1 = now_us();
+		break;
+	case CMD_MAKE:
+		if (!h->buf || c->a > h->size) {
+			a->err = EINVAL;
+			break;
+		}
+		a->segid = xpmem_make((void *)(uintptr_t)h->buf, c->a, XPMEM_PERMIT_MODE,
+				      (void *)0600);
+		a->addr = h->buf;
+		if (a->segid < 0)
+			a->err = errno;
+		break;
+	case CMD_REMOVE:
+		a->t0 = now_us();
+		if (xpmem_remove((xpmem_segid_t)c->a) < 0)
+			a->err = errno;
+		a->t1 = now_us();
+		break;
+	default:
+		a->err = EINVAL;
+	}
+}
+
 static int exporter_main(int argc, char **argv)
 {
-	if (argc != 5)
+	if (argc != 6)
 		return 2;
 	int cmd_fd = atoi(argv[2]), reply_fd = atoi(argv[3]);
+	if (!strcmp(argv[5], "plain")) {
+		/* every malloc of a page or more is a fresh mapping: not served
+		 * from the top of the brk heap (trimmed at once), never reused */
+		mallopt(M_MMAP_THRESHOLD, (int)PAGE);
+		mallopt(M_TOP_PAD, 0);
+		mallopt(M_TRIM_THRESHOLD, 0);
+	}
 	struct hello h = { 0 };
 	exporter_setup(&h, strtoull(argv[4], NULL, 0));
+	h.level = uxpmem_export_level(h.level_why, sizeof(h.level_why));
+	if (h.level < 0)
+		snprintf(h.level_why, sizeof(h.level_why), "%s", strerror(errno));
 	if (write(reply_fd, &h, sizeof(h)) != sizeof(h))
 		return 1;
-	int cmd;
+	struct cmd c;
+	struct answer a;
 	/* The service thread serves the importer meanwhile. */
-	while (read(cmd_fd, &cmd, sizeof(cmd)) == sizeof(cmd) && cmd != CMD_QUIT)
-		;
+	while (read(cmd_fd, &c, sizeof(c)) == sizeof(c) && c.op != CMD_QUIT) {
+		memset(&a, 0, sizeof(a));
+		exporter_do(&h, &c, &a);
+		if (write(reply_fd, &a, sizeof(a)) != sizeof(a))
+			break;
+	}
+	writer_stop(&a, 0, 0);
 	if (h.segid > 0)
 		xpmem_remove(h.segid);
 	return 0;
@@ -870,8 +1543,9 @@ static void choose_preload(struct bench *b)
 	b->preload_src = "no " ARENA_LIB_NAME " found: set XPMEM_ARENA_LIB";
 }
 
-/* environ with LD_PRELOAD=arena[:old]; built before fork (no malloc after). */
-static char **exporter_env(const struct bench *b)
+/* environ with LD_PRELOAD=arena[:old], or for the plain exporter without
+ * an LD_PRELOAD that names the arena; built before fork (no malloc after). */
+static char **exporter_env(const struct bench *b, bool plain)
 {
 	extern char **environ;
 	size_t n = 0;
@@ -882,10 +1556,13 @@ static char **exporter_env(const struct bench *b)
 	size_t k = 0;
 	if (!env)
 		return NULL;
-	for (size_t i = 0; i < n; i++)
-		if (!b->preload || strncmp(environ[i], "LD_PRELOAD=", 11))
+	for (size_t i = 0; i < n; i++) {
+		bool lp = !strncmp(environ[i], "LD_PRELOAD=", 11);
+		if (!lp || (plain ? !strstr(environ[i], "uxpmem-arena") &&
+			    !(b->preload && strstr(environ[i], b->preload)) : !b->preload))
 			env[k++] = environ[i];
-	if (b->preload) {
+	}
+	if (b->preload && !plain) {
 		size_t len = strlen(b->preload) + (old ? strlen(old) : 0) + 16;
 		char *v = malloc(len);
 		if (!v)
@@ -897,17 +1574,18 @@ static char **exporter_env(const struct bench *b)
 	return env;
 }
 
-static int spawn_exporter(struct bench *b)
+static int spawn_exporter(struct bench *b, bool plain, pid_t *peer, int *cmd_fd, int *reply_fd)
 {
 	int cmd[2], reply[2];
 	char a_cmd[16], a_reply[16], a_size[32];
-	char **env = exporter_env(b);
+	char **env = exporter_env(b, plain);
 	if (!env || pipe2(cmd, O_CLOEXEC) || pipe2(reply, O_CLOEXEC))
 		return -errno;
 	snprintf(a_cmd, sizeof(a_cmd), "%d", cmd[0]);
 	snprintf(a_reply, sizeof(a_reply), "%d", reply[1]);
-	snprintf(a_size, sizeof(a_size), "%zu", b->maxsize);
-	char *args[] = { "xpmem-bench", ROLE_ARG, a_cmd, a_reply, a_size, NULL };
+	snprintf(a_size, sizeof(a_size), "%zu", plain ? PAGE : b->maxsize);
+	char *args[] = { "xpmem-bench", ROLE_ARG, a_cmd, a_reply, a_size,
+			 plain ? "plain" : "arena", NULL };
 	pid_t pid = fork();
 	if (pid < 0)
 		return -errno;
@@ -920,23 +1598,22 @@ static int spawn_exporter(struct bench *b)
 	}
 	close(cmd[0]);
 	close(reply[1]);
-	b->peer = pid;
-	b->cmd_fd = cmd[1];
-	b->reply_fd = reply[0];
+	*peer = pid;
+	*cmd_fd = cmd[1];
+	*reply_fd = reply[0];
 	return 0;
 }
 
-static void describe_exit(struct bench *b)
+static void describe_exit(pid_t peer, char *status, size_t len)
 {
 	int st;
-	if (waitpid(b->peer, &st, 0) != b->peer)
-		snprintf(b->peer_status, sizeof(b->peer_status), "unknown");
+	if (waitpid(peer, &st, 0) != peer)
+		snprintf(status, len, "unknown");
 	else if (WIFSIGNALED(st))
-		snprintf(b->peer_status, sizeof(b->peer_status), "killed by signal %d (%s)",
-			 WTERMSIG(st), strsignal(WTERMSIG(st)));
+		snprintf(status, len, "killed by signal %d (%s)", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
 	else
-		snprintf(b->peer_status, sizeof(b->peer_status), "exited with status %d",
-			 WEXITSTATUS(st));
+		snprintf(status, len, "exited with status %d", WEXITSTATUS(st));
 }
 
 static void arena_verdict(struct bench *b)
@@ -975,7 +1652,49 @@ static void importer_attach(struct bench *b)
 	b->att = p;
 }
 
-static int start(struct bench *b)
+/* The plain exporter and a cached apid of its whole address space. */
+static void start_plain(struct bench *b)
+{
+	int ret = spawn_exporter(b, true, &b->pl_pid, &b->pl_cmd_fd, &b->pl_reply_fd);
+	if (ret < 0) {
+		b->pl_pid = 0;
+		snprintf(b->plain_err, sizeof(b->plain_err), "cannot spawn the plain exporter: %s",
+			 strerror(-ret));
+		return;
+	}
+	if (read(b->pl_reply_fd, &b->pl, sizeof(b->pl)) != sizeof(b->pl)) {
+		describe_exit(b->pl_pid, b->pl_status, sizeof(b->pl_status));
+		snprintf(b->plain_err, sizeof(b->plain_err),
+			 "the plain exporter %s before announcing its segment", b->pl_status);
+		b->pl_pid = 0;
+		return;
+	}
+	if (b->pl.err) {
+		snprintf(b->plain_err, sizeof(b->plain_err), "plain %s", b->pl.what);
+		return;
+	}
+	if (b->pl.seg_base != 0) {
+		snprintf(b->plain_err, sizeof(b->plain_err),
+			 "the plain exporter could not export its whole address space");
+		return;
+	}
+	b->pl_apid = xpmem_get(b->pl.segid, XPMEM_RDWR, XPMEM_PERMIT_MODE, NULL);
+	if (b->pl_apid < 0) {
+		snprintf(b->plain_err, sizeof(b->plain_err), "importer: xpmem_get (plain): %s",
+			 strerror(errno));
+		return;
+	}
+	b->pl_have_apid = true;
+	if (b->pl.arena)
+		snprintf(b->conv_err, sizeof(b->conv_err),
+			 "the plain exporter runs with the arena (LD_PRELOAD not cleared)");
+	else if (b->pl.level < UXPMEM_EXPORT_USER)
+		snprintf(b->conv_err, sizeof(b->conv_err),
+			 "the plain exporter's export level is %s: %s", level_name(b->pl.level),
+			 b->pl.level_why);
+}
+
+static int start(struct bench *b, bool plain)
 {
 	choose_preload(b);
 	/* Page-aligned like the exporter's buffer, so that memcpy and attach
@@ -985,31 +1704,44 @@ static int start(struct bench *b)
 		return -ENOMEM;
 	memset(b->src, 0xa5, b->maxsize);
 	memset(b->dst, 0, b->maxsize);
-	int ret = spawn_exporter(b);
+	int ret = spawn_exporter(b, false, &b->peer, &b->cmd_fd, &b->reply_fd);
 	if (ret < 0)
 		return ret;
 	if (read(b->reply_fd, &b->h, sizeof(b->h)) != sizeof(b->h)) {
-		describe_exit(b);
+		describe_exit(b->peer, b->peer_status, sizeof(b->peer_status));
 		fprintf(stderr, "xpmem-bench: the exporter (LD_PRELOAD %s) %s before "
 			"announcing its segment\n", b->preload ? b->preload : "none",
 			b->peer_status);
 		return -ECHILD;
 	}
 	importer_attach(b);
+	if (plain)
+		start_plain(b);
+	else
+		snprintf(b->plain_err, sizeof(b->plain_err), "no plain exporter");
 	return 0;
+}
+
+static void quit_peer(pid_t pid, int cmd_fd, char *status, size_t len)
+{
+	struct cmd c = { .op = CMD_QUIT };
+	if (write(cmd_fd, &c, sizeof(c)) != sizeof(c))
+		kill(pid, SIGTERM);
+	close(cmd_fd);
+	describe_exit(pid, status, len);
 }
 
 static void stop(struct bench *b)
 {
-	int cmd = CMD_QUIT;
 	if (b->att)
 		xpmem_detach(b->att);
 	if (b->have_apid)
 		xpmem_release(b->apid);
-	if (write(b->cmd_fd, &cmd, sizeof(cmd)) != sizeof(cmd))
-		kill(b->peer, SIGTERM);
-	close(b->cmd_fd);
-	describe_exit(b);
+	if (b->pl_have_apid)
+		xpmem_release(b->pl_apid);
+	quit_peer(b->peer, b->cmd_fd, b->peer_status, sizeof(b->peer_status));
+	if (b->pl_pid)
+		quit_peer(b->pl_pid, b->pl_cmd_fd, b->pl_status, sizeof(b->pl_status));
 }
 
 /* ---- options ------------------------------------------------------------------------ */
@@ -1020,13 +1752,18 @@ static void usage(FILE *f)
 		"Usage: xpmem-bench [options]\n"
 		"Spawn an exporter peer (with the arena preload) and measure, side by side:\n"
 		"copy bandwidth through an attachment vs memcpy and process_vm_readv, and\n"
-		"attach latencies.\n"
+		"attach latencies; tests of memory outside the arena (conversion, munmap,\n"
+		"invalidation) spawn a second, plain exporter without the preload.\n"
 		"  -t, --tests=T[,T]       tests to run (default: all):\n");
 	for (size_t i = 0; i < NTESTS; i++)
-		fprintf(f, "                            %-8s %s%s\n", tests[i].name, tests[i].title,
-			ncols(&tests[i]) ? "" : " (not implemented)");
+		fprintf(f, "                            %-8s %s%s%s%s\n", tests[i].name,
+			tests[i].title, ncols(&tests[i]) ? "" : " (n/a: ",
+			ncols(&tests[i]) ? "" : tests[i].na ? tests[i].na : "not implemented",
+			ncols(&tests[i]) ? "" : ")");
 	fprintf(f,
-		"  -s, --sizes=S[,S]       sizes, k/m/g suffixes (default 4k,64k,1m,64m)\n"
+		"  -s, --sizes=S[,S]       sizes, k/m/g suffixes, for every test (default\n"
+		"                          4k,64k,1m,64m; convert 1m,16m,64m, munmap 4k,64k,1m,\n"
+		"                          revoke 4k,1m)\n"
 		"  -n, --iterations=N      iterations per repetition (default: per test and size)\n"
 		"  -r, --repetitions=R     repetitions (default 5), after one warm-up\n"
 		"  -T, --transport=NAME    set XPMEM_TRANSPORT for both peers\n"
@@ -1128,7 +1865,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 	while (!ret && (c = getopt_long(argc, argv, "t:s:n:r:T:jqh", lo, NULL)) != -1) {
 		switch (c) {
 		case 't': ret = parse_tests(o, optarg); break;
-		case 's': ret = parse_sizes(o, optarg); break;
+		case 's': ret = parse_sizes(o, optarg); o->sizes_set = true; break;
 		case 'n': ret = parse_count(optarg, &o->iters); break;
 		case 'r': ret = parse_count(optarg, &o->reps); break;
 		case 'T': o->transport = optarg; break;
@@ -1146,15 +1883,42 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 
 /* ---- main ----------------------------------------------------------------------------- */
 
+/* The sizes test t runs at: -s, else its own default, else -s's default. */
+static unsigned test_sizes(const struct opts *o, const struct test *t, size_t *sizes)
+{
+	struct opts own = { .nsizes = 0 };
+	char buf[128];
+	const struct opts *from = o;
+	if (!o->sizes_set && t->sizes) {
+		snprintf(buf, sizeof(buf), "%s", t->sizes);
+		for (char *s, *p = strtok_r(buf, ",", &s); p && own.nsizes < MAXSIZES;
+		     p = strtok_r(NULL, ",", &s))
+			if (parse_size(p, &own.sizes[own.nsizes]))
+				own.nsizes++;
+		from = &own;
+	}
+	memcpy(sizes, from->sizes, from->nsizes * sizeof(*sizes));
+	return from->nsizes;
+}
+
+static bool needs_plain(const struct test *t)
+{
+	for (unsigned ci = 0; ci < ncols(t); ci++)
+		if (t->cols[ci].need >= NEED_PLAIN)
+			return true;
+	return false;
+}
+
 /* Returns the number of failed cells. */
 static unsigned run_test(const struct opts *o, const struct test *t, struct bench *b,
 			 bool first)
 {
 	static struct row rows[MAXSIZES];
-	unsigned failed = 0, nrows = ncols(t) ? o->nsizes : 0;
+	size_t sizes[MAXSIZES];
+	unsigned failed = 0, nrows = ncols(t) ? test_sizes(o, t, sizes) : 0;
 	for (unsigned r = 0; r < nrows; r++) {
-		rows[r] = (struct row){ .size = o->sizes[r] };
-		rows[r].iters = o->iters ? o->iters : default_iters(t, o->sizes[r]);
+		rows[r] = (struct row){ .size = sizes[r] };
+		rows[r].iters = o->iters ? o->iters : default_iters(t, sizes[r]);
 		run_row(o, t, b, &rows[r]);
 		for (unsigned ci = 0; ci < ncols(t); ci++)
 			failed += rows[r].c[ci].err != 0;
@@ -1184,10 +1948,17 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	guard_install();
 
-	struct bench b = { .maxsize = PAGE };
-	for (unsigned i = 0; i < o.nsizes; i++)
-		b.maxsize = o.sizes[i] > b.maxsize ? o.sizes[i] : b.maxsize;
-	ret = start(&b);
+	struct bench b = { .maxsize = PAGE, .qfd = -1 };
+	bool plain = false;
+	sem_init(&watch.sem, 0, 0);
+	for (unsigned i = 0; i < o.ntests; i++) {
+		size_t sizes[MAXSIZES];
+		unsigned n = test_sizes(&o, o.tests[i], sizes);
+		for (unsigned k = 0; k < n; k++)
+			b.maxsize = sizes[k] > b.maxsize ? sizes[k] : b.maxsize;
+		plain |= needs_plain(o.tests[i]);
+	}
+	ret = start(&b, plain);
 	if (ret < 0) {
 		if (ret != -ECHILD)
 			fprintf(stderr, "xpmem-bench: cannot start: %s\n", strerror(-ret));
@@ -1200,14 +1971,15 @@ int main(int argc, char **argv)
 	else if (o.fmt == FMT_JSON)
 		json_header(&o, &b);
 	else
-		printf("test,size,iterations,metric,unit,status,median,p10,p90,min,max,samples\n");
+		printf("test,size,iterations,metric,unit,status,median,p10,p90,min,max,samples,p99\n");
 	for (unsigned i = 0; i < o.ntests; i++)
 		failed += run_test(&o, o.tests[i], &b, i == 0);
 	if (o.fmt == FMT_JSON)
 		printf("\n  ]\n}\n");
 	stop(&b);
 	if (failed)
-		fprintf(stderr, "xpmem-bench: %u measurement(s) failed (exporter %s)\n", failed,
-			b.peer_status);
+		fprintf(stderr, "xpmem-bench: %u measurement(s) failed (exporter %s%s%s)\n", failed,
+			b.peer_status, b.pl_pid ? ", plain exporter " : "",
+			b.pl_pid ? b.pl_status : "");
 	return failed ? 1 : 0;
 }

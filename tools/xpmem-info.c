@@ -1,8 +1,9 @@
 /*
  * xpmem-info - what uxpmem can do in this process, in the spirit of
  * fi_info / ucx_info: library version, every transport and why it is or
- * is not usable, the selected one, the shm transport's capabilities under
- * the current privileges, and the environment that influences all this.
+ * is not usable, the selected one, its export level (uxpmem_export_level)
+ * and what an importer gets for each kind of memory, the shm transport's
+ * userfaultfd detail, and the environment that influences all this.
  *
  * Uses only the public API (xpmem.h, uxpmem.h) plus kernel probes of its
  * own, so what it reports is what an application would get.
@@ -54,7 +55,7 @@ static const struct envvar {
 	{ "XPMEM_ARENA_SIZE", "arena reservation of the preload (default 64g)" },
 	{ "XPMEM_ARENA_LIB", "arena preload used by xpmem-run and xpmem-bench" },
 	{ "XPMEM_SHM_REVOKE_TIMEOUT_MS", "how long xpmem_remove waits for importers' ACKs" },
-	{ "LD_PRELOAD", "must name libuxpmem-arena.so for exported heap to be shared" },
+	{ "LD_PRELOAD", "libuxpmem-arena.so here: heap shared from birth (required at export level ARENA)" },
 };
 
 /* ---- probes ------------------------------------------------------------ */
@@ -67,6 +68,9 @@ struct uffd_caps {
 };
 
 struct shm_caps {
+	int level;               /* uxpmem_export_level(), -1: no transport */
+	char level_why[256];
+	const char *transport;   /* selected transport, NULL if none */
 	struct uffd_caps uffd;
 	bool arena;              /* preload active in this process */
 	struct uxpmem_arena_v1 range; /* its range, if the query answers */
@@ -200,27 +204,65 @@ static void probe_shm(struct shm_caps *s)
 	s->arena_query = query ? query(&s->range) : -ENOENT;
 	find_arena_lib(s);
 	uname(&s->uts);
+	s->level = uxpmem_export_level(s->level_why, sizeof(s->level_why));
+	if (s->level < 0)
+		snprintf(s->level_why, sizeof(s->level_why), "no usable transport: %s",
+			 strerror(errno));
+	s->transport = uxpmem_transport_name();
 }
 
-/* What an importer gets for exported memory of one kind, now. */
-static const char *kind_access(const struct shm_caps *s, bool arena_kind)
+static const char *level_name(int level)
 {
-	if (arena_kind && s->arena)
-		return "shared (arena)";
-	if (strcmp(s->uffd.level, "none") == 0)
-		return "hole (no userfaultfd: in-place conversion impossible)";
-	return "hole until in-place conversion";
+	switch (level) {
+	case UXPMEM_EXPORT_FULL: return "FULL";
+	case UXPMEM_EXPORT_USER: return "USER";
+	case UXPMEM_EXPORT_ARENA: return "ARENA";
+	}
+	return "none";
 }
+
+enum kind_class {
+	K_PRIVATE,               /* private anonymous: converted on attach */
+	K_FILE_PRIVATE,          /* file-backed private: never converted */
+	K_SHARED_FOREIGN,        /* shared mappings that are not uxpmem's */
+};
 
 static const struct memkind {
 	const char *name;
 	bool arena;              /* served from the arena when preloaded */
+	enum kind_class cls;
 } memkinds[] = {
-	{ "heap", true },
-	{ "stack", false },
-	{ "static data", false },
-	{ "anonymous mmap", true },
+	{ "heap", true, K_PRIVATE },
+	{ "stack", false, K_PRIVATE },
+	{ "anonymous mmap", true, K_PRIVATE },
+	{ ".bss", false, K_PRIVATE },
+	{ ".data", false, K_FILE_PRIVATE },
+	{ "MAP_SHARED|MAP_ANONYMOUS", false, K_SHARED_FOREIGN },
 };
+
+/* What an importer gets for exported memory of one kind, now, with the
+ * selected transport at its export level. */
+static const char *kind_access(const struct shm_caps *s, const struct memkind *k)
+{
+	if (s->level < 0)
+		return "nothing (no usable transport)";
+	if (s->transport && strcmp(s->transport, "shm") != 0)
+		return "shared (kernel transport)";
+	if (k->arena && s->arena)
+		return "shared (arena)";
+	switch (k->cls) {
+	case K_FILE_PRIVATE:
+		return "hole (file-backed private)";
+	case K_SHARED_FOREIGN:
+		return "hole (shared mapping not uxpmem's)";
+	case K_PRIVATE:
+		break;
+	}
+	if (s->level >= UXPMEM_EXPORT_USER)
+		return "shared (converted on attach)";
+	return k->arena ? "hole (export level ARENA: run the exporter under xpmem-run)" :
+		"hole (export level ARENA)";
+}
 
 /* ---- text output --------------------------------------------------------- */
 
@@ -261,9 +303,11 @@ static void print_transports_text(bool verbose)
 
 static void print_shm_text(const struct shm_caps *s, bool verbose)
 {
-	printf("\nshm transport capabilities (euid %u, Linux %s):\n", (unsigned)geteuid(),
+	printf("\nexport capabilities (euid %u, Linux %s):\n", (unsigned)geteuid(),
 	       s->uts.release);
-	printf("  userfaultfd:        %s (%s)\n", s->uffd.level, s->uffd.why);
+	printf("  export level:       %s: %s\n", level_name(s->level), s->level_why);
+	if (verbose)
+		printf("  userfaultfd probe:  %s (%s)\n", s->uffd.level, s->uffd.why);
 	if (verbose && s->uffd.features) {
 		unsigned long long f = s->uffd.features;
 		printf("  uffd features:      %#llx: write-protect %s, WP unpopulated %s, "
@@ -276,7 +320,7 @@ static void print_shm_text(const struct shm_caps *s, bool verbose)
 			UFFD_FEATURE_EVENT_REMOVE) ? "yes" : "no");
 	}
 	printf("  arena preload:      %s\n", s->arena ? "active (" ARENA_SYMBOL " found)" :
-	       "not active in this process (run the exporter under xpmem-run)");
+	       "not active in this process (xpmem-run; required only at export level ARENA)");
 	if (verbose && s->arena && s->arena_query == 0)
 		printf("  arena range:        %#llx-%#llx (%llu GiB), memfd %d, generation %u\n",
 		       (unsigned long long)s->range.base,
@@ -288,7 +332,7 @@ static void print_shm_text(const struct shm_caps *s, bool verbose)
 		printf("  arena library:      %s (%s)\n", s->arena_lib, s->arena_lib_src);
 	printf("  exported memory, what an importer gets now:\n");
 	for (size_t i = 0; i < sizeof(memkinds) / sizeof(memkinds[0]); i++)
-		printf("    %-16s  %s\n", memkinds[i].name, kind_access(s, memkinds[i].arena));
+		printf("    %-24s  %s\n", memkinds[i].name, kind_access(s, &memkinds[i]));
 }
 
 static void print_env_text(bool verbose)
@@ -355,6 +399,10 @@ static void print_shm_json(const struct shm_caps *s)
 	printf("  \"shm\": {\n");
 	json_kv("    ", "kernel", s->uts.release, true);
 	printf("    \"euid\": %u,\n", (unsigned)geteuid());
+	printf("    \"export_level\": ");
+	json_str(level_name(s->level));
+	printf(",\n    \"export_level_value\": %d,\n", s->level);
+	json_kv("    ", "export_level_why", s->level_why, true);
 	printf("    \"userfaultfd\": {\"level\": ");
 	json_str(s->uffd.level);
 	printf(", \"why\": ");
@@ -374,7 +422,7 @@ static void print_shm_json(const struct shm_caps *s)
 		printf("%s\n      ", i ? "," : "");
 		json_str(memkinds[i].name);
 		printf(": ");
-		json_str(kind_access(s, memkinds[i].arena));
+		json_str(kind_access(s, &memkinds[i]));
 	}
 	printf("\n    }\n  },\n");
 }
@@ -413,9 +461,10 @@ static void usage(FILE *f)
 {
 	fprintf(f, "Usage: xpmem-info [-v] [-j|--json] [-h]\n"
 		"Show the uxpmem version, the transports and why each is usable or not,\n"
-		"the selected transport, the shm transport's capabilities and the\n"
-		"environment that influences them.\n"
-		"  -v, --verbose  more detail (descriptions, userfaultfd features, arena library)\n"
+		"the selected transport, its export level and what an importer gets for\n"
+		"each kind of memory, and the environment that influences them.\n"
+		"  -v, --verbose  more detail (descriptions, userfaultfd probe and features,\n"
+		"                 arena library)\n"
 		"  -j, --json     machine-readable output\n"
 		"  -h, --help     this help\n");
 }
