@@ -361,12 +361,15 @@ static int lat_cold(struct bench *b, size_t size, unsigned n, double *out)
 
 /* One command, one answer; < 0: -errno (ETIMEDOUT if the peer hangs, EPIPE
  * if it is gone). */
-static int call_fd(int cmd_fd, int reply_fd, int op, uint64_t a, uint64_t b2, struct answer *ans)
+static int send_cmd(int cmd_fd, int op, uint64_t a, uint64_t b2)
 {
 	struct cmd c = { .op = op, .a = a, .b = b2 };
+	return write(cmd_fd, &c, sizeof(c)) == sizeof(c) ? 0 : -EPIPE;
+}
+
+static int recv_answer(int reply_fd, struct answer *ans)
+{
 	memset(ans, 0, sizeof(*ans));
-	if (write(cmd_fd, &c, sizeof(c)) != sizeof(c))
-		return -EPIPE;
 	struct pollfd p = { .fd = reply_fd, .events = POLLIN };
 	int r;
 	while ((r = poll(&p, 1, CALL_TIMEOUT_MS)) < 0 && errno == EINTR)
@@ -378,6 +381,16 @@ static int call_fd(int cmd_fd, int reply_fd, int op, uint64_t a, uint64_t b2, st
 	if (read(reply_fd, ans, sizeof(*ans)) != sizeof(*ans))
 		return -EPIPE;
 	return ans->err ? -ans->err : 0;
+}
+
+static int call_fd(int cmd_fd, int reply_fd, int op, uint64_t a, uint64_t b2, struct answer *ans)
+{
+	int ret = send_cmd(cmd_fd, op, a, b2);
+	if (ret < 0) {
+		memset(ans, 0, sizeof(*ans));
+		return ret;
+	}
+	return recv_answer(reply_fd, ans);
 }
 
 static int ex_call(struct bench *b, int op, uint64_t a, uint64_t b2, struct answer *ans)
@@ -589,10 +602,13 @@ static int rv_remove(struct bench *b, size_t size, unsigned n, double *out, bool
 			ret = -errno;
 		if (ret == 0)
 			ret = check_fill(p);
-		int rr = ex_call(b, CMD_REMOVE, (uint64_t)m.segid, 0, &r);
+		/* the event may come before the exporter's answer: wait for it first */
+		int rr = send_cmd(b->cmd_fd, CMD_REMOVE, (uint64_t)m.segid, 0);
 		if (ret == 0 && rr == 0)
 			ret = fd ? wait_fd(b, apid, UXPMEM_REVOKE_REMOVED, &t) :
 				wait_cb(UXPMEM_REVOKE_REMOVED, &t);
+		if (rr == 0)
+			rr = recv_answer(b->reply_fd, &r);
 		if (p != (void *)-1)
 			xpmem_detach(p);
 		if (apid >= 0)
@@ -631,11 +647,15 @@ static int rv_inval(struct bench *b, size_t size, unsigned n, double *out, bool 
 		drain(b);
 		ret = map_attached(b, size, &addr, &p);
 		if (p != (void *)-1) {
-			int r = pl_call(b, CMD_UNMAP, addr, size, &u);
-			ret = ret < 0 ? ret : r;
-			if (ret == 0)
+			/* munmap returns after our acknowledgement: wait for the
+			 * event before reading the exporter's answer */
+			int r = send_cmd(b->pl_cmd_fd, CMD_UNMAP, addr, size);
+			if (ret == 0 && r == 0)
 				ret = fd ? wait_fd(b, b->pl_apid, UXPMEM_REVOKE_INVALIDATED, &t) :
 					wait_cb(UXPMEM_REVOKE_INVALIDATED, &t);
+			if (r == 0)
+				r = recv_answer(b->pl_reply_fd, &u);
+			ret = ret < 0 ? ret : r;
 			xpmem_detach(p);
 		}
 		out[i] = t - u.t0;
