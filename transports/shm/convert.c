@@ -42,8 +42,8 @@
 #include "shm.h"
 #include "arena/arena.h"
 
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED (1 << 14)
+#ifndef UFFD_FEATURE_WP_UNPOPULATED /* Linux 6.4; Debian 12's headers predate it */
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
 #endif
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
@@ -141,6 +141,10 @@ static int uffd_open(int flags)
 static int open_notifier_uffd(int *level)
 {
 	int flags = 0;
+	if (!uxp_userfaultfd_allowed()) {
+		*level = UXP_UFFD_NONE;
+		return -1;
+	}
 	int fd = uffd_open(0);
 	*level = UXP_UFFD_FULL;
 	if (fd < 0) {
@@ -180,6 +184,7 @@ int uxp_uffd_level(char *why, size_t whylen)
 			 : level == UXP_UFFD_USER ? "user-mode-only (vm.unprivileged_userfaultfd=0: a "
 						    "system call writing exported memory during a "
 						    "conversion fails with EFAULT)"
+			 : !uxp_userfaultfd_allowed() ? "none (XPMEM_USERFAULTFD=0: memory outside the arena is holes)"
 			 : "none (memory outside the arena cannot be exported: holes)");
 	return level;
 }
