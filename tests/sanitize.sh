@@ -131,7 +131,7 @@ if [ "${UXP_SKIP_VALGRIND:-0}" != 1 ]; then
 		rc=0
 		# A smaller arena in the (native) peers: valgrind's address space
 		# manager refuses to map a 64 GiB arena in the importer (ENOMEM).
-		env UXP_BUILDDIR="$plain" UXP_SRCDIR="$srcdir" UXP_VALGRIND=1 $fork_env \
+		env UXP_BUILDDIR="$plain" UXP_SRCDIR="$srcdir" UXP_VALGRIND=1 XPMEM_USERFAULTFD=0 $fork_env \
 			XPMEM_ARENA_SIZE="${XPMEM_ARENA_SIZE:-1G}" \
 			CK_TIMEOUT_MULTIPLIER=20 CK_VERBOSITY=normal \
 			timeout 900 "$plain/libtool" --mode=execute \

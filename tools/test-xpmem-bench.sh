@@ -7,6 +7,12 @@
 # or FULL in the plain exporter; at level ARENA their cells must say why.
 set -u
 bench=${UXP_BUILDDIR:-.}/tools/xpmem-bench
+# Its exporter peer runs with the arena preload, which cannot share a
+# process with AddressSanitizer.
+if nm "$bench" 2>/dev/null | grep -q '__asan_init'; then
+	echo "SKIP: xpmem-bench is built with AddressSanitizer"
+	exit 77
+fi
 fail() { echo "FAIL: $*"; exit 1; }
 has() { printf '%s\n' "$out" | grep -Eq -- "$1" || fail "no line matching '$1' in:
 $out"; }

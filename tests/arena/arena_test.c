@@ -582,6 +582,7 @@ static int probe_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	tu_require_preload(); /* it re-runs itself with the arena preloaded */
 	if (readlink("/proc/self/exe", self_path, sizeof(self_path) - 1) < 0)
 		return 1;
 	if (argc > 2 && !strcmp(argv[1], "--probe"))

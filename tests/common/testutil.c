@@ -130,6 +130,20 @@ int tu_wait_child(pid_t pid, int timeout_ms)
 	return -1;
 }
 
+void tu_require_preload(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+	fprintf(stderr, "SKIP: built with AddressSanitizer, which cannot run with the arena preload\n");
+	exit(77);
+#endif
+}
+
+int tu_under_valgrind(void)
+{
+	const char *v = getenv("UXP_VALGRIND");
+	return v && strcmp(v, "1") == 0;
+}
+
 const char *tu_builddir_path(const char *rel, char *buf, size_t len)
 {
 	const char *b = getenv("UXP_BUILDDIR");

@@ -20,6 +20,12 @@ int tu_read_all(int fd, void *buf, size_t len);
 /* waitpid with a timeout in ms; returns the status or -1 on timeout (the
  * child is then killed with SIGKILL and reaped). */
 int tu_wait_child(pid_t pid, int timeout_ms);
+/* A program built with AddressSanitizer cannot host the arena preload
+ * (both replace malloc): programs whose peers need the arena call this
+ * first and are skipped (exit 77) in the ASan build. */
+void tu_require_preload(void);
+/* 1 when running under valgrind (UXP_VALGRIND=1, set by tests/sanitize.sh). */
+int tu_under_valgrind(void);
 /* Path of a file in the build tree ($UXP_BUILDDIR or "."). */
 const char *tu_builddir_path(const char *rel, char *buf, size_t len);
 

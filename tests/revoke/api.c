@@ -113,6 +113,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	rv_init();
 	Suite *s = suite_create("revoke-api");
 	TCase *tc = tcase_create("api");

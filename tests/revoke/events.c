@@ -54,6 +54,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	rv_init();
 	Suite *s = suite_create("revoke-events");
 	TCase *tc = tcase_create("events");

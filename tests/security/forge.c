@@ -299,6 +299,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	st_init();
 	Suite *s = suite_create("security-forge");
 	TCase *tc = tcase_create("forge");

@@ -127,6 +127,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	st_init();
 	Suite *s = suite_create("security-squat");
 	TCase *tc = tcase_create("squat");

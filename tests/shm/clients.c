@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "shmtest.h"
+#include "testutil.h"
 
 static void *attach_try(xpmem_apid_t apid, uintptr_t off, size_t size)
 {
@@ -517,6 +518,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	st_init();
 	Suite *s = suite_create("shm-clients");
 	TCase *tc = tcase_create("clients");

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "shmtest.h"
+#include "testutil.h"
 
 static xpmem_apid_t get_all(struct peer *p, xpmem_segid_t *segp)
 {
@@ -185,6 +186,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	st_init();
 	Suite *s = suite_create("shm-data");
 	TCase *tc = tcase_create("data");

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "shmtest.h"
+#include "testutil.h"
 
 #define LEN (64 * PAGE)
 
@@ -173,6 +174,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	st_init();
 	Suite *s = suite_create("shm-death");
 	TCase *tc = tcase_create("death");

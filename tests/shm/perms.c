@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include "shmtest.h"
+#include "testutil.h"
 
 #define LEN (16 * PAGE)
 
@@ -181,6 +182,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	st_init();
 	Suite *s = suite_create("shm-perms");
 	TCase *tc = tcase_create("perms");

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "shmtest.h"
+#include "testutil.h"
 
 static void freed_then_touch(const char *alloc_cmd, const char *free_fmt)
 {
@@ -78,6 +79,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	st_init();
 	Suite *s = suite_create("shm-unmap");
 	TCase *tc = tcase_create("unmap");

@@ -1157,6 +1157,7 @@ static long envnum(const char *name, long def)
 
 int main(int argc, char **argv)
 {
+	tu_require_preload(); /* its peers run with the arena preload */
 	if (argc == 3 && !strcmp(argv[1], "--child")) {
 		int fd = (int)envnum("UXP_STRESS_BOARD_FD", -1);
 		B = mmap(NULL, sizeof(*B), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

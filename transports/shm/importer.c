@@ -737,6 +737,8 @@ static void *refault_main(void *unused)
 
 static void refault_init(void)
 {
+	if (!uxp_userfaultfd_allowed())
+		return;
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) /* ordinary users: a kernel-mode touch gets EFAULT, not a wait */
 		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);

@@ -53,6 +53,14 @@ uint32_t uxp_next_serial(void)
 	return s;
 }
 
+/* XPMEM_USERFAULTFD=0 turns off conversion and re-resolve (e.g. under
+ * valgrind, which runs one thread at a time: a frozen writer would block
+ * the thread that must thaw it). */
+int uxp_userfaultfd_allowed(void)
+{
+	return uxp_env_long("XPMEM_USERFAULTFD", 1) != 0;
+}
+
 long uxp_timeout_ms(const char *env, long def)
 {
 	long v = uxp_env_long(env, def);

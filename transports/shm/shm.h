@@ -91,6 +91,8 @@ int uxp_exp_arena(struct uxpmem_arena_v1 *a);
 int uxp_hole_fd(void);
 /* A fresh non-zero serial for segids/apids of this process. */
 uint32_t uxp_next_serial(void);
+/* 0 if XPMEM_USERFAULTFD=0. */
+int uxp_userfaultfd_allowed(void);
 /* Milliseconds from an environment variable. */
 long uxp_timeout_ms(const char *env, long def);
 
