@@ -9,8 +9,9 @@
  *   the arena's jemalloc keeps it mapped, so the importer must read exactly
  *   what the exporter reads there.
  * - munmap(): the exporter has nothing mapped: SIGBUS.  Needs the userspace
- *   MMU notifier (issue 4); built as tests/shm/unmap_notify, an expected
- *   failure until then. */
+ *   notice the arena gives libxpmem (importers re-resolve on their next
+ *   touch); built as tests/shm/unmap_notify, which also checks that memory
+ *   mapped again at the same address is followed. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,6 +76,44 @@ START_TEST(t_munmap)
 	freed_then_touch("mmapanon", "munmap %#lx %zu");
 }
 END_TEST
+
+/* munmap, then an anonymous mmap the arena serves at the same address: the
+ * importer's earlier attachment follows to the new contents. */
+START_TEST(t_munmap_remap)
+{
+	const size_t len = 8 * MiB;
+	struct peer e;
+	peer_start(&e, PEER_ARENA);
+	long long seg = peer_ok(&e, "make 0 %#lx 0600", (unsigned long)XPMEM_MAXADDR_SIZE);
+	xpmem_apid_t a = xpmem_get(seg, XPMEM_RDWR, XPMEM_PERMIT_MODE, NULL);
+	ck_assert(a > 0);
+	uintptr_t buf = (uintptr_t)peer_ok(&e, "mmapanon %zu", len);
+	peer_ok(&e, "fill %#lx %zu 61", buf, len);
+	char *p = xpmem_attach((struct xpmem_addr){ a, (off_t)buf }, len, NULL);
+	ck_assert(p != ATTACH_FAILED);
+	ck_assert(st_check(p, len, 61) == -1);
+	int followed = 0;
+	for (int round = 0; round < 20; round++) {
+		peer_ok(&e, "munmap %#lx %zu", buf, len);
+		uintptr_t again = (uintptr_t)peer_ok(&e, "mmapanon %zu", len);
+		if (again != buf) { /* not reused: the old address must fault */
+			ck_assert_int_eq(st_wait_signal(p, 2000), SIGBUS);
+			peer_ok(&e, "munmap %#lx %zu", again, len);
+			buf = (uintptr_t)peer_ok(&e, "mmapanon %zu", len);
+			continue;
+		}
+		peer_ok(&e, "fill %#lx %zu %d", buf, len, 70 + round);
+		long bad = st_check(p, len, (uint64_t)(70 + round));
+		ck_assert_msg(bad == -1, "round %d: the attachment shows wrong bytes at %ld after munmap + mmap "
+			      "at the same address", round, bad);
+		followed++;
+	}
+	ck_assert_msg(followed > 0, "the arena never served the same address again");
+	ck_assert_int_eq(xpmem_detach(p), 0);
+	ck_assert_int_eq(xpmem_release(a), 0);
+	peer_stop(&e);
+}
+END_TEST
 #endif
 
 int main(void)
@@ -86,6 +125,7 @@ int main(void)
 	tcase_set_timeout(tc, 20);
 #ifdef UNMAP_NOTIFY
 	tcase_add_test(tc, t_munmap);
+	tcase_add_test(tc, t_munmap_remap);
 #else
 	tcase_add_test(tc, t_free_large);
 #endif

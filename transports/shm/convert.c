@@ -25,6 +25,7 @@
  * they only use their stacks and a private region mapped with the raw
  * syscall; both are excluded from conversion.
  */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -85,6 +86,7 @@ struct state {
 	uintptr_t converting_start, converting_end; /* self-inflicted events */
 	uint64_t inval_seq;
 	unsigned acks_pending;
+	int inval_busy;                 /* an invalidation is waiting for acks */
 	int deferring;                  /* sweep: keep memfds open until events are handled */
 	int deferred[MAX_CONV];
 	unsigned ndeferred;
@@ -647,7 +649,7 @@ static void answer_resolve(struct job *j)
 		if (v.start > a)
 			a = v.start;
 		uintptr_t b = v.end < end ? v.end : end;
-		if (have_arena && a >= ar.base && b <= ar.base + ar.size) {
+		if (have_arena && a >= ar.base && b <= ar.base + ar.size && v.perms[0] == 'r') {
 			if (add_piece(&r, a, b, UXP_PIECE_ARENA, -1, (off_t)(a - ar.base)) < 0)
 				break;
 			a = b;
@@ -709,20 +711,23 @@ static void *converter_main(void *unused)
 
 /* Ask every importer of cv to map SIGBUS over [a, b) and wait for them.
  * Caller holds st->lock (released while waiting). */
-static void invalidate(struct conv *cv, uintptr_t a, uintptr_t b)
+static void invalidate_conns(struct uxp_conn *const *conns, unsigned n, uintptr_t a, uintptr_t b)
 {
 	struct uxp_msg m;
 	struct timespec deadline;
 	long ms = uxp_timeout_ms("XPMEM_SHM_REVOKE_TIMEOUT_MS", 2000);
 
+	while (st->inval_busy) /* one at a time: the notifier, or an arena munmap */
+		pthread_cond_wait(&st->acked, &st->lock);
+	st->inval_busy = 1;
 	uxp_msg_init(&m, UXP_MSG_INVALIDATE);
 	m.seq = ++st->inval_seq;
 	m.addr = a;
 	m.len = b - a;
 	st->acks_pending = 0;
-	for (unsigned i = 0; i < cv->nusers; i++)
-		if (!__atomic_load_n(&cv->users[i]->dead, __ATOMIC_ACQUIRE) &&
-		    uxp_msg_send(cv->users[i]->fd, &m, -1, MSG_DONTWAIT) == 0)
+	for (unsigned i = 0; i < n; i++)
+		if (!__atomic_load_n(&conns[i]->dead, __ATOMIC_ACQUIRE) &&
+		    uxp_msg_send(conns[i]->fd, &m, -1, MSG_DONTWAIT) == 0)
 			st->acks_pending++;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += ms / 1000;
@@ -737,6 +742,49 @@ static void invalidate(struct conv *cv, uintptr_t a, uintptr_t b)
 				 (unsigned long)a, (unsigned long)b, st->acks_pending, ms);
 			break;
 		}
+	st->acks_pending = 0;
+	st->inval_busy = 0;
+	pthread_cond_broadcast(&st->acked);
+}
+
+static void invalidate(struct conv *cv, uintptr_t a, uintptr_t b)
+{
+	invalidate_conns(cv->users, cv->nusers, a, b);
+}
+
+/* The application unmapped part of its arena (in its own thread, before
+ * munmap returns): importers given the arena must not read the zeros left
+ * there; their next touch re-resolves (SIGBUS, or the memory mapped there
+ * again). */
+static void arena_unmapped(uint64_t start, uint64_t len)
+{
+	struct uxp_conn *conns[256];
+	unsigned n = uxp_exp_arena_conns(conns, UXP_ARRAY_SIZE(conns));
+	if (n) {
+		pthread_once(&state_once, state_init);
+		if (st) {
+			pthread_mutex_lock(&st->lock);
+			invalidate_conns(conns, n, start, start + len);
+			pthread_mutex_unlock(&st->lock);
+		}
+	}
+	for (unsigned i = 0; i < n; i++)
+		uxp_conn_put(conns[i]);
+}
+
+static void register_arena_hook(void)
+{
+	void (*on_unmap)(uxpmem_arena_unmap_fn) =
+		(void (*)(uxpmem_arena_unmap_fn))dlsym(RTLD_DEFAULT, "uxpmem_arena_on_unmap_v1");
+	if (on_unmap)
+		on_unmap(arena_unmapped);
+}
+
+/* Exporters call this once: the arena tells us of its unmaps. */
+void uxp_conv_watch_arena(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, register_arena_hook);
 }
 
 void uxp_conv_acked(struct uxp_conn *c, uint64_t seq)

@@ -69,6 +69,7 @@ int uxp_exp_make(uintptr_t vaddr, size_t size, uint32_t mode, xpmem_segid_t *seg
 	int ret = uxp_svc_listen();
 	if (ret < 0)
 		return ret;
+	uxp_conv_watch_arena();
 	struct seg *s = malloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -327,6 +328,26 @@ void uxp_exp_conn_closed(struct uxp_conn *c)
 		dead = g->next;
 		grant_free(g);
 	}
+}
+
+unsigned uxp_exp_arena_conns(struct uxp_conn **conns, unsigned max)
+{
+	unsigned n = 0;
+	pthread_once(&exp_once, exp_init);
+	pthread_mutex_lock(&exp_lock);
+	for (struct grant *g = grants; g && n < max; g = g->next) {
+		if (!g->has_arena)
+			continue;
+		unsigned i = 0;
+		while (i < n && conns[i] != g->conn)
+			i++;
+		if (i == n) {
+			uxp_conn_get(g->conn);
+			conns[n++] = g->conn;
+		}
+	}
+	pthread_mutex_unlock(&exp_lock);
+	return n;
 }
 
 static int revoking_grants_of(const struct seg *s)

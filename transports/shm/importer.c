@@ -682,6 +682,64 @@ static void refault_wake(uintptr_t a, size_t len)
 	ioctl(refault_fd, UFFDIO_WAKE, &r);
 }
 
+struct arena_found {
+	uintptr_t addr;
+	struct apid *ap; /* referenced */
+};
+
+static int find_arena_hold(uint64_t key, void *obj, void *arg)
+{
+	struct apid *ap = obj;
+	struct arena_found *f = arg;
+	uintptr_t map = (uintptr_t)__atomic_load_n(&ap->arena_map, __ATOMIC_ACQUIRE);
+	(void)key;
+	if (!map || f->addr < map || f->addr >= map + ap->arena_size)
+		return 0;
+	ap_hold(ap);
+	f->ap = ap;
+	return 1;
+}
+
+/* A touch of a placeholder in an apid's arena mapping: resolve a window of
+ * the arena again.  0 if addr is in no arena mapping. */
+static int refault_arena(uintptr_t page)
+{
+	const size_t window = 2u << 20;
+	struct arena_found f = { .addr = page };
+	if (!uxp_idtab_foreach(&apids, find_arena_hold, &f))
+		return 0;
+	struct apid *ap = f.ap;
+	uintptr_t map = (uintptr_t)ap->arena_map;
+	uintptr_t end = map + ap->arena_size - page > window ? page + window : map + ap->arena_size;
+	uintptr_t x = ap->arena_base + (page - map);
+	/* only the segment's part of the arena may be resolved */
+	uintptr_t seg_end = ap->seg_vaddr + ap->seg_size;
+	if (x + (end - page) > seg_end)
+		end = page + (x < seg_end ? seg_end - x : 0);
+	int ret = x >= ap->seg_vaddr && end > page ? -EAGAIN : -EINVAL;
+	for (int tries = 0; ret == -EAGAIN && tries < 8; tries++) {
+		pthread_mutex_lock(&ap->lock);
+		unsigned gen = ap->inval_gen;
+		int live = ap->arena_map == (void *)map && !ap->revoked;
+		pthread_mutex_unlock(&ap->lock);
+		if (!live)
+			break;
+		ret = resolve_into(ap, (char *)page, x, end - page, gen);
+	}
+	if (end <= page)
+		end = page + uxp_page_size;
+	if (ret < 0) {
+		pthread_mutex_lock(&ap->lock);
+		if (ap->arena_map == (void *)map)
+			mmap((void *)page, end - page, ap->prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE,
+			     uxp_hole_fd(), 0);
+		pthread_mutex_unlock(&ap->lock);
+	}
+	refault_wake(page, end - page);
+	ap_put(ap);
+	return 1;
+}
+
 /* Resolve a window of the attachment around the faulting page again. */
 static void refault(uintptr_t addr)
 {
@@ -690,7 +748,8 @@ static void refault(uintptr_t addr)
 	struct found f = { .addr = page };
 
 	if (!uxp_idtab_foreach(&atts, find_att_hold, &f)) {
-		refault_wake(page, uxp_page_size); /* detached: the retry faults normally */
+		if (!refault_arena(page))
+			refault_wake(page, uxp_page_size); /* detached: the retry faults normally */
 		return;
 	}
 	struct apid *ap = f.att->ap;
@@ -808,8 +867,20 @@ static void invalidate_apid(struct apid *ap, uintptr_t a, uintptr_t b)
 		map_placeholder(ap, at, hi - lo);
 		hits[nhits++] = (struct hit){ at, hi - lo, lo };
 	}
+	/* the arena mapping (the exporter unmapped part of its arena) */
+	uintptr_t lo = a > ap->arena_base ? a : ap->arena_base;
+	uintptr_t hi = b < ap->arena_base + ap->arena_size ? b : ap->arena_base + ap->arena_size;
+	struct hit arena_hit = { 0, 0, 0 };
+	if (ap->arena_map && !ap->revoked && lo < hi) {
+		uintptr_t at = (uintptr_t)ap->arena_map + (lo - ap->arena_base);
+		map_placeholder(ap, at, hi - lo);
+		arena_hit = (struct hit){ at, hi - lo, lo };
+	}
 	pthread_mutex_unlock(&ap->lock);
 	free(cl.v);
+	if (arena_hit.len)
+		uxp_revoke_emit(ap->id, ap->segid, UXPMEM_REVOKE_INVALIDATED, (void *)arena_hit.at,
+				arena_hit.len, (off_t)(arena_hit.x - ap->seg_vaddr), arena_hit.len);
 	for (size_t i = 0; i < nhits; i++) {
 		uxp_debug("shm: apid %#llx: %#lx+%#zx invalidated by the exporter",
 			  (unsigned long long)ap->id, (unsigned long)hits[i].at, hits[i].len);

@@ -82,6 +82,11 @@ void uxp_conv_acked(struct uxp_conn *c, uint64_t seq);
 /* Library threads that may run during a conversion call this first. */
 void uxp_conv_exclude_self(void);
 void uxp_conv_fork_child(void);
+/* Register for the arena's unmap notices (exporters, once). */
+void uxp_conv_watch_arena(void);
+/* Connections holding a grant with the arena descriptor (references
+ * taken), at most max of them. */
+unsigned uxp_exp_arena_conns(struct uxp_conn **conns, unsigned max);
 /* This process's arena, if it has one (exporter.c). */
 struct uxpmem_arena_v1;
 int uxp_exp_arena(struct uxpmem_arena_v1 *a);

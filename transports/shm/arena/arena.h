@@ -25,6 +25,12 @@ struct uxpmem_arena_v1 {
 /* 0 and *out filled if this process has an arena; -ENOENT if not. */
 int uxpmem_arena_query_v1(struct uxpmem_arena_v1 *out);
 
+/* Called (in the unmapping thread, holding no arena lock) after the
+ * application unmapped [start, start+len) of the arena, before munmap or
+ * mremap returns: libxpmem invalidates importers there. */
+typedef void (*uxpmem_arena_unmap_fn)(uint64_t start, uint64_t len);
+void uxpmem_arena_on_unmap_v1(uxpmem_arena_unmap_fn fn);
+
 typedef int (*uxpmem_arena_query_v1_fn)(struct uxpmem_arena_v1 *out);
 
 #endif /* UXPMEM_ARENA_H */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "arena_int.h"
+#include "arena.h"
 
 #define RW (PROT_READ | PROT_WRITE)
 #define ARENA_FLAGS_OK (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE | \
@@ -189,7 +190,34 @@ static int arena_unmap(uintptr_t a, size_t n)
 	return r;
 }
 
+static uxpmem_arena_unmap_fn unmap_hook; /* libxpmem's, if loaded */
+
+UXA_EXPORT void uxpmem_arena_on_unmap_v1(uxpmem_arena_unmap_fn fn)
+{
+	__atomic_store_n(&unmap_hook, fn, __ATOMIC_RELEASE);
+}
+
+/* The application unmapped [a, a+n) of the arena: importers must not read
+ * the zeros left there (the exporter itself now faults). */
+static void tell_unmapped(uintptr_t a, size_t n)
+{
+	uxpmem_arena_unmap_fn fn = __atomic_load_n(&unmap_hook, __ATOMIC_ACQUIRE);
+	uintptr_t lo = a > uxa.base ? a : uxa.base;
+	uintptr_t hi = a + n < uxa.base + uxa.size ? a + n : uxa.base + uxa.size;
+	if (fn && lo < hi)
+		fn(lo, hi - lo);
+}
+
+static int do_munmap(void *addr, size_t len, bool tell);
+
 UXA_EXPORT int munmap(void *addr, size_t len)
+{
+	return do_munmap(addr, len, true);
+}
+
+/* tell: run the unmap hook (not for jemalloc's own calls, which may hold
+ * allocator locks that the hook's acknowledgements could need). */
+static int do_munmap(void *addr, size_t len, bool tell)
 {
 	uintptr_t a = (uintptr_t)addr;
 	if (!uxa.active || len == 0 || !uxa_overlaps_arena(a, uxa_round_up(len, UXA_PAGE)))
@@ -203,6 +231,8 @@ UXA_EXPORT int munmap(void *addr, size_t len)
 		errno = -r;
 		return -1;
 	}
+	if (tell)
+		tell_unmapped(a, uxa_round_up(len, UXA_PAGE));
 	return 0;
 }
 
@@ -323,8 +353,15 @@ UXA_EXPORT void *mremap(void *old_addr, size_t oldsz, size_t newsz, int flags, .
 		uxa_log(UXA_WARN, "mremap of %#lx into the arena refused", (unsigned long)old);
 		return fail(EINVAL);
 	}
-	return arena_mremap(old, uxa_round_up(oldsz, UXA_PAGE), uxa_round_up(newsz, UXA_PAGE),
-			    flags, to);
+	size_t o = uxa_round_up(oldsz, UXA_PAGE), n = uxa_round_up(newsz, UXA_PAGE);
+	void *r = arena_mremap(old, o, n, flags, to);
+	if (r == MAP_FAILED)
+		return r;
+	if ((uintptr_t)r != old && !(flags & MREMAP_DONTUNMAP))
+		tell_unmapped(old, o); /* moved away */
+	else if ((uintptr_t)r == old && n < o)
+		tell_unmapped(old + n, o - n); /* shrunk */
+	return r;
 }
 
 /* ---- madvise ----------------------------------------------------------------
@@ -368,7 +405,7 @@ UXA_EXPORT int madvise(void *addr, size_t len, int advice)
 int uxa_je_munmap(void *addr, size_t len);
 int uxa_je_munmap(void *addr, size_t len)
 {
-	return munmap(addr, len);
+	return do_munmap(addr, len, false);
 }
 
 int uxa_je_madvise(void *addr, size_t len, int advice);
