@@ -40,7 +40,8 @@ static int check_fields(const struct uxp_msgbuf *b, size_t npieces, unsigned nfd
 {
 	const struct uxp_msg *m = &b->m;
 
-	if (m->type != UXP_MSG_RESOLVE_REPLY && npieces)
+	/* count is used (deliver_reply copies count pieces): 0 but in a RESOLVE_REPLY */
+	if (m->type != UXP_MSG_RESOLVE_REPLY && (npieces || m->count))
 		return -EBADMSG;
 	switch (m->type) {
 	case UXP_MSG_GET:
