@@ -125,7 +125,8 @@ int main(void)
 	tcase_set_timeout(tc, 20);
 #ifdef UNMAP_NOTIFY
 	tcase_add_test(tc, t_munmap);
-	tcase_add_test(tc, t_munmap_remap);
+	if (!tu_under_valgrind()) /* following needs userfaultfd, off under valgrind */
+		tcase_add_test(tc, t_munmap_remap);
 #else
 	tcase_add_test(tc, t_free_large);
 #endif

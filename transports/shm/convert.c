@@ -471,7 +471,9 @@ static struct conv *convert(uintptr_t a, uintptr_t b, const struct vma *v)
 	pthread_mutex_unlock(&st->lock);
 	ret = wp_protect(a, len, 1);
 	for (size_t done = 0; ret == 0 && done < len;) {
-		ssize_t n = pwrite(mfd, (char *)a + done, len - done, (off_t)done);
+		/* the raw system call: this copies pages, not objects (a sanitizer's
+		 * pwrite wrapper would check them against its own heap layout) */
+		ssize_t n = syscall(SYS_pwrite64, mfd, (char *)a + done, len - done, (off_t)done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -787,6 +789,26 @@ void uxp_conv_watch_arena(void)
 	pthread_once(&once, register_arena_hook);
 }
 
+/* An importer's connection closed: it needs no more invalidations (and
+ * its descriptor must not stay open for as long as the ranges live). */
+void uxp_conv_conn_closed(struct uxp_conn *c)
+{
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->lock);
+	for (unsigned i = 0; i < st->nconv; i++) {
+		struct conv *cv = &st->conv[i];
+		for (unsigned u = 0; u < cv->nusers;)
+			if (cv->users[u] == c) {
+				cv->users[u] = cv->users[--cv->nusers];
+				uxp_conn_put(c);
+			} else {
+				u++;
+			}
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
 void uxp_conv_acked(struct uxp_conn *c, uint64_t seq)
 {
 	(void)c;
@@ -984,7 +1006,7 @@ static void state_init(void)
 	pthread_cond_init(&s->acked, &ca);
 	pthread_condattr_destroy(&ca);
 	s->excluded[s->nexcluded++] = (struct excluded){ (uintptr_t)p, (uintptr_t)p + sizeof(*s) };
-	st = s;
+	__atomic_store_n(&st, s, __ATOMIC_RELEASE); /* see fork_prepare */
 	pthread_atfork(fork_prepare, fork_parent, NULL); /* child: uxp_conv_fork_child */
 }
 
@@ -1031,13 +1053,17 @@ int uxp_conv_submit(struct uxp_conn *c, const struct uxp_msg *m, int rdonly, int
 
 static void fork_prepare(void)
 {
+	/* state_init may have run in another thread (pthread_once): st and its
+	 * mutex were published before this handler was registered, but through
+	 * libc's atfork lock, which ThreadSanitizer does not see.  Say so. */
+	(void)__atomic_load_n(&st, __ATOMIC_ACQUIRE);
 	pthread_mutex_lock(&st->lock);
 	for (unsigned i = 0; i < st->nconv; i++) {
 		struct conv *cv = &st->conv[i];
 		size_t len = cv->end - cv->start;
 		int fd = memfd_create("uxpmem-fork", MFD_CLOEXEC);
 		if (fd >= 0 && (ftruncate(fd, (off_t)len) < 0 ||
-				pwrite(fd, (void *)cv->start, len, 0) != (ssize_t)len)) {
+				syscall(SYS_pwrite64, fd, (void *)cv->start, len, 0) != (ssize_t)len)) {
 			close(fd);
 			fd = -1;
 		}
@@ -1074,7 +1100,7 @@ void uxp_conv_fork_child(void)
 		void *p = (void *)syscall(SYS_mmap, cv->start, len, PROT_READ | PROT_WRITE,
 					  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 		if (p == MAP_FAILED || st->snapshot[i] < 0 ||
-		    pread(st->snapshot[i], p, len, 0) != (ssize_t)len) {
+		    syscall(SYS_pread64, st->snapshot[i], p, len, 0) != (ssize_t)len) {
 			/* never share the parent's memory silently */
 			uxp_error("shm: forked child cannot make converted %#lx+%#zx private: exiting",
 				  (unsigned long)cv->start, len);

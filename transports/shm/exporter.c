@@ -305,6 +305,7 @@ void uxp_exp_handle(struct uxp_conn *c, const struct uxp_msg *m)
 
 void uxp_exp_conn_closed(struct uxp_conn *c)
 {
+	uxp_conv_conn_closed(c);
 	struct grant *dead = NULL;
 	int woke = 0;
 

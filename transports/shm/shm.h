@@ -77,6 +77,8 @@ int uxp_uffd_level(char *why, size_t whylen);
 /* Queue a RESOLVE for the converter thread (it replies on c). */
 int uxp_conv_submit(struct uxp_conn *c, const struct uxp_msg *m, int rdonly, int arena_ok,
 		    uintptr_t seg_start, uintptr_t seg_end, int whole);
+/* An importer's connection closed (service thread). */
+void uxp_conv_conn_closed(struct uxp_conn *c);
 /* An importer acknowledged INVALIDATE seq. */
 void uxp_conv_acked(struct uxp_conn *c, uint64_t seq);
 /* Library threads that may run during a conversion call this first. */
