@@ -266,7 +266,7 @@ static int shed_connection(void)
 	static time_t last_warned;
 	if (svc_spare_fd >= 0)
 		close(svc_spare_fd);
-	int fd = accept4(svc_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept4(__atomic_load_n(&svc_listen_fd, __ATOMIC_ACQUIRE), NULL, NULL, SOCK_CLOEXEC);
 	if (fd >= 0)
 		close(fd);
 	svc_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -281,7 +281,8 @@ static int shed_connection(void)
 static void accept_all(void)
 {
 	for (;;) {
-		int fd = accept4(svc_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		int fd = accept4(__atomic_load_n(&svc_listen_fd, __ATOMIC_ACQUIRE), NULL, NULL,
+				 SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
 				if (shed_connection())
@@ -408,13 +409,16 @@ int uxp_svc_listen(void)
 	}
 	if (svc_spare_fd < 0)
 		svc_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	/* Published before the service thread can see the socket's first event
+	 * (it reads svc_listen_fd without svc_lock). */
+	__atomic_store_n(&svc_listen_fd, fd, __ATOMIC_RELEASE);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &listen_marker };
 	if (epoll_ctl(svc_epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		ret = uxp_fail(errno, "shm: epoll_ctl: %s", strerror(errno));
+		__atomic_store_n(&svc_listen_fd, -1, __ATOMIC_RELAXED);
 		close(fd);
 		goto out;
 	}
-	svc_listen_fd = fd;
 out:
 	pthread_mutex_unlock(&svc_lock);
 	return ret;
