@@ -358,6 +358,10 @@ static void put_backing(struct backing *b)
 
 static void conv_add_user(struct conv *cv, struct uxp_conn *c)
 {
+	/* closed while its RESOLVE waited in the queue: uxp_conv_conn_closed
+	 * (same lock) has run or will not see it, so do not keep it */
+	if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE))
+		return;
 	for (unsigned i = 0; i < cv->nusers; i++)
 		if (cv->users[i] == c)
 			return;

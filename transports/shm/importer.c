@@ -155,6 +155,13 @@ int uxp_imp_get(xpmem_segid_t segid, int flags, xpmem_apid_t *apid)
 	req.segid = segid;
 	req.flags = (uint32_t)flags;
 	ret = uxp_svc_request(c, &req, &rb, fds, &nfds);
+	if (ret == 0 && (r->type != UXP_MSG_GET_REPLY || nfds > 1)) {
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
+		nfds = 0;
+		ret = uxp_fail(EPROTO, "shm: get: pid %d answered with message %u", (int)c->peer_pid,
+			       r->type);
+	}
 	if (ret == 0 && nfds)
 		fd = fds[0]; /* decode allows exactly one, with an arena */
 	if (ret == 0 && r->status < 0)
