@@ -6,6 +6,7 @@
 #      in the source directory) or concurrent edits do not disturb the run
 #   1. out-of-tree build with --enable-werror        (build-all/obj)
 #   2. make check                                    (all unit, multi-process and example tests)
+#   2b. tests/fuzz/run-fuzz.sh 90                   (short libFuzzer run of the protocol)
 #   3. make distcheck                                (the tarball builds and passes from scratch)
 #   4. tests/sanitize.sh                             (ASan+UBSan build + make check,
 #                                                     valgrind memcheck over the Check binaries)
@@ -70,6 +71,12 @@ else
 	show_failed_logs .
 fi
 count_suite test-suite.log "make check"
+
+# A short libFuzzer run over the control protocol (docs/fuzzing.md has the
+# long one): clang, libFuzzer + ASan + UBSan, both targets, 90 s in all.
+if [ "${UXP_SKIP_FUZZ:-0}" != 1 ]; then
+	step "tests/fuzz/run-fuzz.sh 90" env UXP_FUZZ_DIR="$build/fuzz" "$src/tests/fuzz/run-fuzz.sh" 90
+fi
 
 # make distcheck: one result.
 if [ "${UXP_SKIP_DISTCHECK:-0}" != 1 ]; then
