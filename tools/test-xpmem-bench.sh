@@ -8,9 +8,9 @@
 set -u
 bench=${UXP_BUILDDIR:-.}/tools/xpmem-bench
 # Its exporter peer runs with the arena preload, which cannot share a
-# process with AddressSanitizer.
-if nm "$bench" 2>/dev/null | grep -q '__asan_init'; then
-	echo "SKIP: xpmem-bench is built with AddressSanitizer"
+# process with AddressSanitizer or ThreadSanitizer.
+if nm -D "${UXP_BUILDDIR:-.}/.libs/libxpmem.so" 2>/dev/null | grep -q -e ' __asan_init' -e ' __tsan_init'; then
+	echo "SKIP: xpmem-bench is built with a sanitizer (AddressSanitizer or ThreadSanitizer)"
 	exit 77
 fi
 fail() { echo "FAIL: $*"; exit 1; }

@@ -136,6 +136,18 @@ void tu_require_preload(void)
 	fprintf(stderr, "SKIP: built with AddressSanitizer, which cannot run with the arena preload\n");
 	exit(77);
 #endif
+#ifdef __SANITIZE_THREAD__
+	fprintf(stderr, "SKIP: built with ThreadSanitizer, which cannot run with the arena preload\n");
+	exit(77);
+#endif
+}
+
+void tu_require_libc_malloc(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	fprintf(stderr, "SKIP: built with a sanitizer, whose allocator replaces glibc malloc\n");
+	exit(77);
+#endif
 }
 
 int tu_under_valgrind(void)

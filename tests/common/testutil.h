@@ -20,10 +20,13 @@ int tu_read_all(int fd, void *buf, size_t len);
 /* waitpid with a timeout in ms; returns the status or -1 on timeout (the
  * child is then killed with SIGKILL and reaped). */
 int tu_wait_child(pid_t pid, int timeout_ms);
-/* A program built with AddressSanitizer cannot host the arena preload
- * (both replace malloc): programs whose peers need the arena call this
- * first and are skipped (exit 77) in the ASan build. */
+/* A program built with AddressSanitizer or ThreadSanitizer cannot host the
+ * arena preload (both replace malloc): programs whose peers need the arena
+ * call this first and are skipped (exit 77) in the ASan and TSan builds. */
 void tu_require_preload(void);
+/* Programs that test glibc malloc's behaviour (munmap on free, the mmap
+ * threshold) skip (exit 77) in sanitizer builds, whose allocator replaces it. */
+void tu_require_libc_malloc(void);
 /* 1 when running under valgrind (UXP_VALGRIND=1, set by tests/sanitize.sh). */
 int tu_under_valgrind(void);
 /* Path of a file in the build tree ($UXP_BUILDDIR or "."). */

@@ -331,6 +331,7 @@ END_TEST
 
 int main(void)
 {
+	tu_require_libc_malloc(); /* free must munmap, as glibc's does */
 	if (tu_under_valgrind()) /* valgrind runs one thread at a time: no userfaultfd */
 		return 77;
 	st_init();
