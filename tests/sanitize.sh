@@ -4,16 +4,20 @@
 #
 #   1. a build with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
 #      and its make check (leaks detected, first error aborts);
-#   2. valgrind memcheck over every Check test binary of a plain build
+#   2. a build with ThreadSanitizer (build-tsan/) and its make check (first
+#      report fails the test; suppressions: tests/tsan.supp, proven-benign
+#      cases only);
+#   3. valgrind memcheck over every Check test binary of a plain build
 #      (UXP_PLAIN_BUILD, else one made here in build-valgrind/).
 #
 # Tests that cannot run in a sanitizer build (anything that preloads the
-# jemalloc arena: LD_PRELOAD and ASan both replace malloc) must detect it and
-# exit 77 (skip).  Under valgrind, preload-based test binaries are skipped
-# here, and any binary may exit 77 when it sees UXP_VALGRIND=1.
+# jemalloc arena: LD_PRELOAD and ASan or TSan both replace malloc) must
+# detect it and exit 77 (skip).  Under valgrind, preload-based test binaries
+# are skipped here, and any binary may exit 77 when it sees UXP_VALGRIND=1.
 #
-# Environment: JOBS (2), UXP_ASAN_BUILD, UXP_PLAIN_BUILD, UXP_SKIP_ASAN=1,
-# UXP_SKIP_VALGRIND=1.  Ends with "N passed, M failed"; non-zero on failure.
+# Environment: JOBS (2), UXP_ASAN_BUILD, UXP_TSAN_BUILD, UXP_PLAIN_BUILD,
+# UXP_SKIP_ASAN=1, UXP_SKIP_TSAN=1, UXP_SKIP_VALGRIND=1.  Ends with
+# "N passed, M failed"; non-zero on failure.
 set -u -o pipefail
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,6 +63,45 @@ if [ "${UXP_SKIP_ASAN:-0}" != 1 ]; then
 		count_suite test-suite.log "ASan+UBSan make check"
 	fi
 	unset ASAN_OPTIONS UBSAN_OPTIONS
+	cd "$srcdir" || exit 1
+fi
+
+# ---------------------------------------------------------------- TSan
+# The library's threads (service, converter, notifier, refault, revocation
+# dispatcher) against each other and the application's.  The tests that need
+# the arena preload skip themselves (tu_require_preload, nm __tsan_init);
+# userfaultfd conversion runs (TSan threads are native threads), so
+# tests/convert and the shm tests without a preload run.
+if [ "${UXP_SKIP_TSAN:-0}" != 1 ]; then
+	tsan=${UXP_TSAN_BUILD:-$srcdir/build-tsan}
+	supp=$srcdir/tests/tsan.supp
+	rm -rf "$tsan" && mkdir -p "$tsan" && cd "$tsan" || exit 1
+	if [ ! -f "$supp" ]; then
+		record fail "TSan: $supp is missing"
+	else
+		# history_size=4: enough history for both stacks of a report in
+		# these short tests, at a bounded memory cost.
+		export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 suppressions=$supp"
+		# -Wno-tsan: tests/stress's seqlock uses atomic_thread_fence, which
+		# TSan does not model (gcc warns, and --enable-werror would stop);
+		# that board is shared between processes, where TSan sees nothing.
+		if step "TSan: configure" "$srcdir/configure" --enable-werror -q \
+				CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer -Wno-tsan" \
+				LDFLAGS="-fsanitize=thread" &&
+			step "TSan: make -j$jobs" make -j"$jobs"; then
+			section "TSan: make -j$jobs check (TSAN_OPTIONS=$TSAN_OPTIONS)"
+			t0=$(date +%s)
+			if timeout 900 make -j"$jobs" check >make-check.out 2>&1; then
+				echo "make check: ok"
+			else
+				tail -n 40 make-check.out
+				show_failed_logs .
+			fi
+			echo "TSan make check: $(($(date +%s) - t0)) s"
+			count_suite test-suite.log "TSan make check"
+		fi
+		unset TSAN_OPTIONS
+	fi
 	cd "$srcdir" || exit 1
 fi
 

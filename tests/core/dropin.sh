@@ -8,10 +8,11 @@ set -u
 builddir=${UXP_BUILDDIR:-$(pwd)}
 srcdir=${UXP_SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}}
 lib=$builddir/.libs/libxpmem.so
-# An AddressSanitizer build of the library cannot be loaded by the plain
-# reference programs (the ASan runtime must come first): nothing to check.
-if nm -D "$lib" 2>/dev/null | grep -q ' __asan_init'; then
-	echo "SKIP: libxpmem.so is built with AddressSanitizer"
+# An AddressSanitizer or ThreadSanitizer build of the library cannot be
+# loaded by the plain reference programs (the sanitizer runtime must come
+# first): nothing to check.
+if nm -D "$lib" 2>/dev/null | grep -q -e ' __asan_init' -e ' __tsan_init'; then
+	echo "SKIP: libxpmem.so is built with a sanitizer (AddressSanitizer or ThreadSanitizer)"
 	exit 77
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uxp-dropin.XXXXXX") || exit 99
