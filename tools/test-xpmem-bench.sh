@@ -38,7 +38,7 @@ has '^64 KiB +50 '
 has '^ +size +iters +attach\+detach +p10-p90$'
 has '^ +size +iters +get\+attach +p10-p90$'
 has '^# plain exporter: pid [0-9]+, no arena preload \(arena not active\), glibc malloc, export level (FULL|USER|ARENA) '
-has '^## fault: .*n/a \(importers do not re-resolve automatically yet\)'
+has '^ +size +iters +first touch +p10-p90 +p99$'
 has '^ +size +iters +attach +p10-p90 +attach/MiB +p10-p90 +stall +p10-p90$'
 has '^# target attach/MiB < 0.5 ms: 4 KiB '
 has '^ +size +iters +plain +p10-p90 +p99 +exported +p10-p90 +p99 +extra +extra p99$'
@@ -76,7 +76,8 @@ d = json.load(sys.stdin)
 p = d["plain_exporter"]
 assert p and p["export_level"] in ("FULL", "USER", "ARENA") and p["arena_active"] is False, p
 t = {x["test"]: x for x in d["tests"]}
-assert t["fault"]["status"] == "n/a (importers do not re-resolve automatically yet)", t["fault"]
+f = t["fault"]["rows"][0]
+assert [x["metric"] for x in f["metrics"]] == ["first touch"], f
 m = t["munmap"]["rows"][0]
 assert [x["metric"] for x in m["metrics"]] == ["plain", "exported"], m
 assert set(m["ratios"]) == {"extra", "extra p99"}, m
@@ -85,7 +86,7 @@ assert [x["metric"] for x in r["metrics"]] == ["remove cb", "remove fd", "inval 
 for x in r["metrics"][:2] + m["metrics"][:1]:
     assert x["status"] == "ok" and x["median"] > 0 and x["p99"] >= x["median"], x
 if p["export_level"] != "ARENA":
-    for x in r["metrics"] + m["metrics"]:
+    for x in r["metrics"] + m["metrics"] + f["metrics"]:
         assert x["status"] == "ok" and x["median"] > 0, x
 ' || fail "--json output of munmap/revoke invalid or incomplete"
 fi
@@ -94,5 +95,5 @@ has '^test,size,iterations,metric,unit,status,median,p10,p90,min,max,samples,p99
 has '^attach,4096,50,attach\+detach,us,ok,([^,]*,){6}[0-9.e+]+$'
 out=$("$bench" -q --csv -t munmap,fault -s 4k -n 20 -r 1) || fail "--csv munmap exited $?"
 has '^munmap,4096,20,extra,us,ok,'
-has '^fault,,,,,n/a \(importers do not re-resolve automatically yet\),+$'
+has '^fault,4096,20,first touch,us,ok,'
 echo "PASS: xpmem-bench"

@@ -675,6 +675,38 @@ static int rv_inval_fd(struct bench *b, size_t size, unsigned n, double *out)
 	return rv_inval(b, size, n, out, true);
 }
 
+/* Re-resolve: the plain exporter unmaps an attached buffer (importers are
+ * invalidated before its munmap returns) and maps new memory at the same
+ * address; the importer's first touch of its earlier attachment waits while
+ * the library asks the exporter again, converts the new memory and maps it.
+ * Timed: that first touch (a read of the first page). */
+static int fault_touch(struct bench *b, size_t size, unsigned n, double *out)
+{
+	unsigned got = 0;
+	for (unsigned tries = 0; got < n && tries < 4 * n; tries++) {
+		uint64_t addr = 0;
+		void *p = (void *)-1;
+		struct answer u, again;
+		int ret = map_attached(b, size, &addr, &p);
+		if (ret < 0)
+			return ret;
+		ret = pl_call(b, CMD_UNMAP, addr, size, &u);
+		if (ret == 0)
+			ret = pl_call(b, CMD_MAP, size, 0, &again);
+		if (ret == 0 && again.addr == addr) { /* else the old address is a hole */
+			double t0 = now_us();
+			ret = check_fill(p);
+			out[got++] = now_us() - t0;
+		}
+		xpmem_detach(p);
+		if (ret == 0 || again.addr)
+			pl_call(b, CMD_UNMAP, again.addr, size, &u);
+		if (ret < 0)
+			return ret;
+	}
+	return got ? (int)got : -EADDRNOTAVAIL;
+}
+
 /* ---- the tests ------------------------------------------------------------------ */
 
 static const struct test tests[] = {
@@ -707,8 +739,12 @@ static const struct test tests[] = {
 	  .cols = { { "plain", mu_plain, NEED_PLAIN }, { "exported", mu_exported, NEED_CONVERT } },
 	  .ratios = { { "extra", 1, 0, D_DIFF }, { "extra p99", 1, 0, D_DIFF_P99 } },
 	  .tail = true, .sizes = "4k,64k,1m" },
-	{ .name = "fault", .title = "fault / re-resolve latency after the exporter remaps",
-	  .unit = "us", .na = "importers do not re-resolve automatically yet" },
+	{ .name = "fault",
+	  .title = "importer's first touch after the exporter unmapped and mapped new memory "
+		   "at the same address (re-resolve + conversion)",
+	  .unit = "us", .per_op = true, .lo = 1, .hi = 100,
+	  .cols = { { "first touch", fault_touch, NEED_CONVERT } },
+	  .tail = true, .sizes = "4k,64k,1m" },
 	{ .name = "revoke",
 	  .title = "revocation latency, exporter's xpmem_remove or munmap to the importer's event",
 	  .unit = "us", .per_op = true, .lo = 1, .hi = 100,
