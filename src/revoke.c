@@ -111,18 +111,9 @@ static int start_dispatcher(void)
 {
 	if (dispatcher_running)
 		return 0;
-	pthread_t th;
-	pthread_attr_t attr;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int ret = pthread_create(&th, &attr, dispatcher_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	if (ret)
-		return uxp_fail(ret, "core: cannot start the revocation thread: %s", strerror(ret));
+	int ret = uxp_thread_start(dispatcher_main, NULL, 0);
+	if (ret < 0)
+		return uxp_fail(-ret, "core: cannot start the revocation thread: %s", strerror(-ret));
 	dispatcher_running = 1;
 	return 0;
 }

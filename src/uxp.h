@@ -203,6 +203,14 @@ void uxp_revoke_apid_added(xpmem_apid_t apid);
 void uxp_revoke_apid_released(xpmem_apid_t apid);
 void uxp_revoke_fork_child(void);
 
+/* ---- helpers (src/util.c) ---------------------------------------------- */
+/* A detached library thread with every signal blocked; stack_size 0 for the
+ * default.  0 or -errno. */
+int uxp_thread_start(void *(*fn)(void *), void *arg, size_t stack_size);
+/* *ts = now + ms on CLOCK_MONOTONIC (for condition variables using it). */
+struct timespec;
+void uxp_deadline(struct timespec *ts, long ms);
+
 /* ---- address space ------------------------------------------------------ */
 /* Page size, cached. */
 extern size_t uxp_page_size;

@@ -735,13 +735,7 @@ static void invalidate_conns(struct uxp_conn *const *conns, unsigned n, uintptr_
 		if (!__atomic_load_n(&conns[i]->dead, __ATOMIC_ACQUIRE) &&
 		    uxp_msg_send(conns[i]->fd, &m, -1, MSG_DONTWAIT) == 0)
 			st->acks_pending++;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += ms / 1000;
-	deadline.tv_nsec += (ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	uxp_deadline(&deadline, ms);
 	while (st->acks_pending)
 		if (pthread_cond_timedwait(&st->acked, &st->lock, &deadline) == ETIMEDOUT) {
 			uxp_warn("shm: invalidating %#lx-%#lx: %u importer(s) did not acknowledge in %ld ms",
@@ -977,20 +971,6 @@ static void *notifier_main(void *unused)
 
 /* ---- setup ------------------------------------------------------------------- */
 
-static int start_thread(void *(*fn)(void *))
-{
-	pthread_t th;
-	pthread_attr_t attr;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int ret = pthread_create(&th, &attr, fn, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	return -ret;
-}
 
 static void fork_prepare(void);
 static void fork_parent(void);
@@ -1025,7 +1005,7 @@ static void threads_init(void)
 	else if (!features_ok())
 		uxp_info("shm: this kernel's userfaultfd lacks write-protect of unpopulated/shmem "
 			 "memory: memory outside the arena cannot be exported (holes)");
-	if (start_thread(converter_main) < 0 || (uffd >= 0 && start_thread(notifier_main) < 0))
+	if (uxp_thread_start(converter_main, NULL, 0) < 0 || (uffd >= 0 && uxp_thread_start(notifier_main, NULL, 0) < 0))
 		uxp_error("shm: cannot start the conversion threads");
 }
 

@@ -389,13 +389,7 @@ int uxp_exp_remove(xpmem_segid_t segid)
 	}
 	struct timespec deadline;
 	long ms = uxp_timeout_ms("XPMEM_SHM_REVOKE_TIMEOUT_MS", 2000);
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += ms / 1000;
-	deadline.tv_nsec += (ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	uxp_deadline(&deadline, ms);
 	while (revoking_grants_of(s))
 		if (pthread_cond_timedwait(&exp_acked, &exp_lock, &deadline) == ETIMEDOUT) {
 			uxp_warn("shm: remove segid %#llx: an importer did not acknowledge within %ld ms",

@@ -816,19 +816,10 @@ static void refault_init(void)
 		return;
 	}
 	refault_fd = fd;
-	pthread_t th;
-	pthread_attr_t attr;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&th, &attr, refault_main, NULL) != 0) {
+	if (uxp_thread_start(refault_main, NULL, 0) < 0) {
 		close(fd);
 		refault_fd = -1;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
 }
 
 /* The next touch of [at, at+len) re-resolves (caller holds ap->lock). */

@@ -345,17 +345,7 @@ int uxp_svc_ensure(void)
 			ret = uxp_fail(errno, "shm: epoll_create1: %s", strerror(errno));
 			goto out;
 		}
-		sigset_t all, old;
-		pthread_t th;
-		pthread_attr_t attr;
-		sigfillset(&all);
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&attr, 256 * 1024);
-		pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited: all blocked */
-		ret = -pthread_create(&th, &attr, svc_main, (void *)(intptr_t)ep);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		pthread_attr_destroy(&attr);
+		ret = uxp_thread_start(svc_main, (void *)(intptr_t)ep, 256 * 1024);
 		if (ret < 0) {
 			close(ep);
 			ret = uxp_fail(-ret, "shm: cannot start the service thread: %s", strerror(-ret));
@@ -516,13 +506,7 @@ int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msgbuf *
 	pthread_mutex_unlock(&c->lock);
 
 	int ret = uxp_msg_send(c->fd, req, -1, 0);
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += ms / 1000;
-	deadline.tv_nsec += (ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	uxp_deadline(&deadline, ms);
 	pthread_mutex_lock(&c->lock);
 	while (ret == 0 && !w.done)
 		if (pthread_cond_timedwait(&w.cond, &c->lock, &deadline) == ETIMEDOUT)
