@@ -98,7 +98,7 @@ fi
 # Sanitizers and valgrind (reuses this build for the valgrind pass).
 if [ "${UXP_SKIP_SANITIZE:-0}" != 1 ]; then
 	section "tests/sanitize.sh"
-	UXP_PLAIN_BUILD=$obj UXP_ASAN_BUILD=$build/asan "$src/tests/sanitize.sh" 2>&1 | tee sanitize.out
+	UXP_PLAIN_BUILD=$obj UXP_ASAN_BUILD=$build/asan UXP_TSAN_BUILD=$build/tsan "$src/tests/sanitize.sh" 2>&1 | tee sanitize.out
 	merge_counts sanitize.out
 fi
 

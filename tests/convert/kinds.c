@@ -59,9 +59,12 @@ START_TEST(t_thread_stack)
 	ck_assert_int_eq(sl, CV_STACK_BUF);
 	/* attached while the thread spins writing word 0 */
 	volatile uint64_t *w = cv_attach(ap, sb, sl);
-	uint64_t c1 = w[0];
-	st_sleep_ms(50);
-	uint64_t c2 = w[0];
+	uint64_t c1 = w[0], c2 = c1;
+	/* bounded wait: a starved thread may not run for a while */
+	for (long long end = st_now_ms() + 10000; c2 == c1 && st_now_ms() < end;) {
+		st_sleep_ms(10);
+		c2 = w[0];
+	}
 	ck_assert_msg(c2 > c1, "the running thread's stack counter does not move in the importer (%llu -> %llu)",
 		      (unsigned long long)c1, (unsigned long long)c2);
 	/* importer -> running thread -> importer: the thread echoes word 1 into word 2 */

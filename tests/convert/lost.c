@@ -31,9 +31,13 @@ static void lost_body(const char *who)
 	long long t1 = st_now_ms();
 	/* live: the importer sees the counters move after the conversion */
 	volatile uint64_t *c0 = (volatile uint64_t *)(p + (base - s) + CV_CTR_OFF(7, CV_NT - 1));
-	uint64_t before = *c0;
-	st_sleep_ms(200);
-	uint64_t after = *c0;
+	uint64_t before = *c0, after = before;
+	/* wait (bounded) for it to move: on a loaded machine, or under a
+	 * sanitizer, a writer may not run at all for a while */
+	for (long long end = st_now_ms() + 10000; after == before && st_now_ms() < end;) {
+		st_sleep_ms(10);
+		after = *c0;
+	}
 	ck_assert_msg(after > before, "%s: a counter did not move in the importer's view (%llu -> %llu)", who,
 		      (unsigned long long)before, (unsigned long long)after);
 	peer_okv(&e, v, "ctrstop");

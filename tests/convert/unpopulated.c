@@ -19,15 +19,15 @@
 #define NPAGES 16384
 #define NTHREADS 4
 
-static volatile int stop;
+static int stop; /* atomic */
 static unsigned char *buf;
 static unsigned long written[NTHREADS][NPAGES / NTHREADS];
 
 static void *writer(void *arg)
 {
 	long t = (long)arg;
-	for (unsigned long round = 1; !stop; round++)
-		for (int i = 0; i < NPAGES / NTHREADS && !stop; i++) {
+	for (unsigned long round = 1; !__atomic_load_n(&stop, __ATOMIC_RELAXED); round++)
+		for (int i = 0; i < NPAGES / NTHREADS && !__atomic_load_n(&stop, __ATOMIC_RELAXED); i++) {
 			size_t pg = (size_t)t * (NPAGES / NTHREADS) + (size_t)i;
 			((volatile unsigned long *)(buf + pg * 4096))[0] = round;
 			written[t][i] = round;
@@ -67,7 +67,7 @@ START_TEST(t_unpopulated)
 		_exit(127);
 	}
 	int status = tu_wait_child(c, 30000);
-	stop = 1;
+	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < NTHREADS; i++)
 		pthread_join(th[i], NULL);
 	ck_assert_msg(status == 0, "importer failed: status %#x", status);

@@ -942,6 +942,10 @@ static void handle_event(const struct uffd_msg *msg)
 	}
 	/* UNMAP: swept before the read; PAGEFAULT (a frozen writer): the
 	 * converter wakes it */
+	if (msg->event == UFFD_EVENT_PAGEFAULT)
+		uxp_trace("shm: write fault at %#llx (flags %#llx) during a conversion",
+			  (unsigned long long)msg->arg.pagefault.address,
+			  (unsigned long long)msg->arg.pagefault.flags);
 }
 
 static void *notifier_main(void *unused)
