@@ -55,6 +55,8 @@ static const struct envvar {
 	{ "XPMEM_ARENA_SIZE", "arena reservation of the preload (default 64g)" },
 	{ "XPMEM_ARENA_LIB", "arena preload used by xpmem-run and xpmem-bench" },
 	{ "XPMEM_SHM_REVOKE_TIMEOUT_MS", "how long xpmem_remove waits for importers' ACKs" },
+	{ "XPMEM_SHM_TIMEOUT_MS", "how long a request (xpmem_get) waits for its reply (default 10000)" },
+	{ "XPMEM_USERFAULTFD", "0: no conversion or re-resolve (export level ARENA; e.g. under valgrind)" },
 	{ "LD_PRELOAD", "libuxpmem-arena.so here: heap shared from birth (required at export level ARENA)" },
 };
 
