@@ -289,7 +289,13 @@ START_TEST(t_dontneed)
 {
 	struct peer e;
 	long long seg;
-	cv_start(&e);
+	if (cv_start(&e) < UXPMEM_EXPORT_FULL) {
+		/* documented: with user-mode-only userfaultfd the exporter may read
+		 * the old bytes for microseconds after madvise (xpmem(7)) */
+		fprintf(stderr, "MADV_DONTNEED: exporter below export level FULL, not checked\n");
+		peer_stop(&e);
+		return;
+	}
 	xpmem_apid_t ap = cv_get_all(&e, &seg);
 	cv_events_init();
 	long long end = st_now_ms() + BUDGET_MS;

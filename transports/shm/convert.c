@@ -163,7 +163,8 @@ static int open_notifier_uffd(int *level)
 	}
 	close(fd);
 	fd = uffd_open(flags);
-	struct uffdio_api api = { .api = UFFD_API, .features = probe.features & WANTED_FEATURES };
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = probe.features & (WANTED_FEATURES | UFFD_FEATURE_MINOR_SHMEM) };
 	if (fd < 0 || ioctl(fd, UFFDIO_API, &api) < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -200,6 +201,42 @@ static int wp_register(uintptr_t a, size_t len)
 {
 	struct uffdio_register r = { .range = { a, len }, .mode = UFFDIO_REGISTER_MODE_WP };
 	return ioctl(uffd, UFFDIO_REGISTER, &r) < 0 ? -errno : 0;
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+/* Watch converted memory: write-protect mode (nothing protected) for the
+ * UNMAP/REMAP/REMOVE events, and, where the kernel has it, minor-fault
+ * mode: after MADV_DONTNEED zapped the exporter's page table entries, its
+ * next touch of a page still in the memfd waits for the notifier, which
+ * punches the memfd first, so the exporter reads zeros as with private
+ * memory (never the old bytes).  The entries are populated first, or every
+ * first touch after the conversion would be a minor fault.  Only with full
+ * userfaultfd: with user-mode-only, a system call touching such a page (a
+ * read(2) into memory glibc trimmed) would fail with EFAULT instead of
+ * waiting - worse than the microseconds of old bytes it closes. */
+static int watch_converted(uintptr_t a, size_t len)
+{
+	int minor = uffd_level == UXP_UFFD_FULL && (uffd_features & UFFD_FEATURE_MINOR_SHMEM) &&
+		    madvise((void *)a, len, MADV_POPULATE_READ) == 0;
+	struct uffdio_register r = { .range = { a, len },
+				     .mode = UFFDIO_REGISTER_MODE_WP |
+					     (minor ? UFFDIO_REGISTER_MODE_MINOR : 0) };
+	return ioctl(uffd, UFFDIO_REGISTER, &r) < 0 ? -errno : 0;
+}
+
+static void wake(uintptr_t a, size_t len);
+
+/* A minor fault on converted memory: map the memfd's page (gone if just
+ * punched: then the retry maps a fresh zero page). */
+static void resolve_minor(uintptr_t addr)
+{
+	uintptr_t page = addr & ~(uintptr_t)(uxp_page_size - 1);
+	struct uffdio_continue c = { .range = { page, uxp_page_size } };
+	if (ioctl(uffd, UFFDIO_CONTINUE, &c) < 0)
+		wake(page, uxp_page_size);
 }
 
 static void wp_unregister(uintptr_t a, size_t len)
@@ -492,7 +529,7 @@ static struct conv *convert(uintptr_t a, uintptr_t b, const struct vma *v)
 		if (p == MAP_FAILED)
 			ret = -errno;
 	}
-	if (ret == 0 && wp_register(a, len) < 0)
+	if (ret == 0 && watch_converted(a, len) < 0)
 		uxp_warn("shm: converted %#lx+%#zx cannot be watched for changes", (unsigned long)a, len);
 	if (ret < 0) {
 		wp_protect(a, len, 0);
@@ -940,9 +977,12 @@ static void handle_event(const struct uffd_msg *msg)
 		pthread_mutex_unlock(&st->lock);
 		(void)from;
 	}
-	/* UNMAP: swept before the read; PAGEFAULT (a frozen writer): the
-	 * converter wakes it */
-	if (msg->event == UFFD_EVENT_PAGEFAULT)
+	/* UNMAP: swept before the read.  PAGEFAULT: a minor fault after a
+	 * REMOVE (handled above, in order: punched first), or a writer frozen
+	 * by a conversion (the converter wakes it). */
+	if (msg->event == UFFD_EVENT_PAGEFAULT && (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR))
+		resolve_minor(msg->arg.pagefault.address);
+	else if (msg->event == UFFD_EVENT_PAGEFAULT)
 		uxp_trace("shm: write fault at %#llx (flags %#llx) during a conversion",
 			  (unsigned long long)msg->arg.pagefault.address,
 			  (unsigned long long)msg->arg.pagefault.flags);
