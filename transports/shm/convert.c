@@ -953,7 +953,7 @@ static void handle_event(const struct uffd_msg *msg)
 		pthread_mutex_unlock(&st->lock);
 	} else if (msg->event == UFFD_EVENT_REMAP) {
 		/* the memfd now backs the new addresses (old ones were swept) */
-		uintptr_t from = msg->arg.remap.from, to = msg->arg.remap.to;
+		uintptr_t to = msg->arg.remap.to;
 		size_t len = msg->arg.remap.len;
 		pthread_mutex_lock(&st->lock);
 		struct backing *bk = NULL;
@@ -975,7 +975,6 @@ static void handle_event(const struct uffd_msg *msg)
 			st->conv[st->nconv++] = (struct conv){ .start = to, .end = to + len, .off = off, .b = bk };
 		}
 		pthread_mutex_unlock(&st->lock);
-		(void)from;
 	}
 	/* UNMAP: swept before the read.  PAGEFAULT: a minor fault after a
 	 * REMOVE (handled above, in order: punched first), or a writer frozen
