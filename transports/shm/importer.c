@@ -220,6 +220,7 @@ static void zap(struct apid *ap, const char *why)
 
 	pthread_mutex_lock(&ap->lock);
 	__atomic_store_n(&ap->revoked, 1, __ATOMIC_RELEASE);
+	ap->inval_gen++; /* a resolve in flight maps nothing */
 	if (ap->arena_map && mmap(ap->arena_map, ap->arena_size, ap->prot,
 				  MAP_SHARED | MAP_FIXED | MAP_NORESERVE, hole, 0) == MAP_FAILED)
 		uxp_error("shm: cannot revoke the arena mapping of apid %#llx: %s",
@@ -257,6 +258,7 @@ int uxp_imp_release(xpmem_apid_t id)
 
 	struct collect cl = { .ap = ap };
 	pthread_mutex_lock(&ap->lock);
+	ap->inval_gen++; /* a refault in flight must not map into what we unmap */
 	uxp_idtab_foreach(&atts, collect_att, &cl);
 	for (size_t i = 0; i < cl.n; i++) {
 		struct att *a = cl.v[i];
@@ -546,6 +548,7 @@ static int detach_own_vma(struct att *a)
 {
 	struct apid *ap = a->ap; /* kept alive by a's reference */
 	pthread_mutex_lock(&ap->lock); /* not while a revoke maps over it */
+	ap->inval_gen++; /* a refault in flight must not map into the freed range */
 	int ours = uxp_idtab_remove(&atts, a->addr, a) == a;
 	int ret = ours ? unmap_att(a) : 0;
 	pthread_mutex_unlock(&ap->lock);
