@@ -3,12 +3,10 @@
  * per-process state in fork_child; service threads restart lazily. */
 #include "uxp.h"
 
-volatile unsigned uxp_fork_generation;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static void child_after_fork(void)
 {
-	uxp_fork_generation++;
 	uxp_revoke_fork_child();
 	/* Not uxp_transport(): its pthread_once may be mid-flight in a thread
 	 * that does not exist in the child. */

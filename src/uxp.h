@@ -109,10 +109,7 @@ const struct uxp_transport *uxp_transport_find(const char *name);
 unsigned uxp_transport_count(void);
 const struct uxp_transport *uxp_transport_at(unsigned i);
 
-/* ---- fork (src/fork.c) -------------------------------------------------
- * Generation counter bumped in every forked child; cheap check for code
- * that caches per-process state outside the transport's fork_child. */
-extern volatile unsigned uxp_fork_generation;
+/* ---- fork (src/fork.c): a forked child starts clean --------------------- */
 void uxp_fork_init(void);
 
 /* ---- ids ----------------------------------------------------------------

@@ -83,7 +83,6 @@ struct state {
 	struct backing backing[MAX_CONV];
 	struct excluded excluded[MAX_EXCLUDED];
 	unsigned nexcluded;
-	uintptr_t converting_start, converting_end; /* self-inflicted events */
 	uint64_t inval_seq;
 	unsigned acks_pending;
 	int inval_busy;                 /* an invalidation is waiting for acks */
@@ -505,11 +504,9 @@ static struct conv *convert(uintptr_t a, uintptr_t b, const struct vma *v)
 		close(mfd);
 		return NULL;
 	}
-	/* freeze: from here no writer of [a, b) proceeds until wake() */
-	pthread_mutex_lock(&st->lock);
-	st->converting_start = a;
-	st->converting_end = b;
-	pthread_mutex_unlock(&st->lock);
+	/* freeze: from here no writer of [a, b) proceeds until wake().  Our own
+	 * MAP_FIXED below raises an UNMAP event the notifier reads; the range
+	 * has no record yet, so its sweep leaves it alone. */
 	ret = wp_protect(a, len, 1);
 	for (size_t done = 0; ret == 0 && done < len;) {
 		/* the raw system call: this copies pages, not objects (a sanitizer's
@@ -538,7 +535,6 @@ static struct conv *convert(uintptr_t a, uintptr_t b, const struct vma *v)
 	wake(a, len);
 	/* thaw: writers resume, into the memfd */
 	pthread_mutex_lock(&st->lock);
-	st->converting_start = st->converting_end = 0;
 	struct conv *cv = NULL;
 	struct backing *bk = ret == 0 ? new_backing(mfd) : NULL;
 	if (bk && st->nconv < MAX_CONV) {
@@ -922,7 +918,7 @@ static void sweep(void)
 	for (unsigned i = 0; i < st->nconv;) {
 		uintptr_t a, b;
 		struct conv *cv = &st->conv[i];
-		if (cv->start == st->converting_start || !first_gap(cv, &a, &b)) {
+		if (!first_gap(cv, &a, &b)) {
 			i++;
 			continue;
 		}
@@ -1141,7 +1137,6 @@ void uxp_conv_fork_child(void)
 	st->nconv = 0;
 	st->nexcluded = 1; /* only the state itself: the threads are gone */
 	st->acks_pending = 0;
-	st->converting_start = st->converting_end = 0;
 	if (uffd >= 0)
 		close(uffd);
 	uffd = -1;
