@@ -14,29 +14,9 @@ static char peer_path[4096];
 
 int cv_start(struct peer *p)
 {
-	int in[2], out[2];
 	if (!peer_path[0])
 		tu_builddir_path("tests/convert/cvpeer", peer_path, sizeof(peer_path));
-	memset(p, 0, sizeof(*p));
-	ck_assert_msg(access(peer_path, X_OK) == 0, "exporter program %s: %s", peer_path, strerror(errno));
-	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		unsetenv("LD_PRELOAD"); /* the point: no arena */
-		setenv("XPMEM_TRANSPORT", "shm", 1);
-		execl(peer_path, peer_path, (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", peer_path, strerror(errno));
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	p->pid = pid;
-	p->to = in[1];
-	p->from = out[0];
+	peer_spawn(p, peer_path, PEER_PLAIN); /* the point: no arena */
 	long long v[4];
 	peer_okv(p, v, "hello");
 	int level = (int)v[1];

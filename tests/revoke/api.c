@@ -54,7 +54,7 @@ END_TEST
 
 START_TEST(t_apid_enoent)
 {
-	struct rvp e, other;
+	struct peer e, other;
 	alarm(30);
 	rv_start(&e, 0);
 	long long seg = rv_ok(&e, NULL, 0, "make 0 %lu 0600", 16 * PAGE);
@@ -80,7 +80,7 @@ END_TEST
 /* "The first call creates the queue; events before it are not queued." */
 START_TEST(t_no_queue_before_fd)
 {
-	struct rvp e;
+	struct peer e;
 	struct uxpmem_revoke_event ev[2];
 	alarm(30);
 	rv_start(&e, 0);
@@ -114,7 +114,7 @@ END_TEST
 int main(void)
 {
 	tu_require_preload(); /* its peers run with the arena preload */
-	rv_init();
+	st_init();
 	Suite *s = suite_create("revoke-api");
 	TCase *tc = tcase_create("api");
 	tcase_set_timeout(tc, 35);
@@ -122,5 +122,5 @@ int main(void)
 	tcase_add_test(tc, t_apid_enoent);
 	tcase_add_test(tc, t_no_queue_before_fd);
 	suite_add_tcase(s, tc);
-	return rv_run(s);
+	return st_run(s);
 }

@@ -22,7 +22,7 @@
 #define WAIT_MS 5000
 
 /* An exporter with an arena buffer of size len filled with seed, exported. */
-static long long exporter(struct rvp *e, size_t len, int seed, unsigned long *buf)
+static long long exporter(struct peer *e, size_t len, int seed, unsigned long *buf)
 {
 	rv_start(e, 1);
 	*buf = (unsigned long)rv_ok(e, NULL, 0, "malloc %zu", len);
@@ -30,9 +30,9 @@ static long long exporter(struct rvp *e, size_t len, int seed, unsigned long *bu
 	return rv_ok(e, NULL, 0, "make %#lx %zu 0600", *buf, len);
 }
 
-static int rd_word(struct rvp *p, unsigned long addr, unsigned long long *val)
+static int rd_word(struct peer *p, unsigned long addr, unsigned long long *val)
 {
-	const char *r = rv_cmd(p, "rd %#lx", addr);
+	const char *r = peer_cmd(p, "rd %#lx", addr);
 	int sig = 0;
 	if (sscanf(r, "sig %d", &sig) == 1)
 		return sig;
@@ -42,7 +42,7 @@ static int rd_word(struct rvp *p, unsigned long addr, unsigned long long *val)
 
 START_TEST(t_callback_cleans_up)
 {
-	struct rvp e1, e2, im;
+	struct peer e1, e2, im;
 	unsigned long b1, b2;
 	unsigned long long w;
 	alarm(40);
@@ -59,7 +59,7 @@ START_TEST(t_callback_cleans_up)
 	rv_ok(&e1, NULL, 0, "remove %lld", segA);
 	ck_assert_msg(rv_ok(&im, NULL, 0, "wait clean 1 %d", WAIT_MS) == 1, "callback did not run");
 	long long v[6];
-	const char *r = rv_cmd(&im, "cleanres");
+	const char *r = peer_cmd(&im, "cleanres");
 	ck_assert_msg(strncmp(r, "ok", 2) == 0, "callback did not finish within 10 s (deadlock?): %s", r);
 	rv_ok(&im, v, 6, "cleanres");
 	ck_assert_msg(v[0] == 0, "%lld xpmem_detach calls in the callback failed", v[0]);
@@ -70,16 +70,16 @@ START_TEST(t_callback_cleans_up)
 	long long apC = v[3];
 
 	/* released in the callback indeed; the new apid works outside it */
-	ck_assert_int_eq(rv_err(&im, "release %lld", apA), ENOENT);
-	ck_assert_int_eq(rv_err(&im, "handler %lld x rec", apA), ENOENT);
+	ck_assert_int_eq(peer_err(&im, "release %lld", apA), ENOENT);
+	ck_assert_int_eq(peer_err(&im, "handler %lld x rec", apA), ENOENT);
 	unsigned long c = (unsigned long)rv_ok(&im, NULL, 0, "attach %lld %lu %lu 0", apC, PAGE, PAGE);
 	ck_assert_int_eq(rd_word(&im, c, &w), 0);
-	ck_assert(w == rv_pattern(11, PAGE / 8));
+	ck_assert(w == st_pattern(11, PAGE / 8));
 
 	/* exactly that one event; the default handler had none of it; and the
 	 * exporter's exit now revokes nothing of the released apid */
 	rv_stop(&e1);
-	rv_sleep_ms(500);
+	st_sleep_ms(500);
 	ck_assert_int_eq(rv_count(&im, "clean"), 1);
 	ck_assert_int_eq(rv_count(&im, "def"), 0);
 
@@ -99,7 +99,7 @@ END_TEST
 
 START_TEST(t_release_before_remove)
 {
-	struct rvp e, im;
+	struct peer e, im;
 	unsigned long b;
 	alarm(40);
 	long long seg = exporter(&e, SEG, 3, &b);
@@ -117,7 +117,7 @@ START_TEST(t_release_before_remove)
 	rv_ok(&e, NULL, 0, "remove %lld", seg);
 	ck_assert_int_eq(rv_ok(&im, NULL, 0, "fdwait 1 %d", WAIT_MS), 1);
 	ck_assert_int_eq(rv_ok(&im, NULL, 0, "wait cby 1 %d", WAIT_MS), 1);
-	rv_sleep_ms(500);
+	st_sleep_ms(500);
 	ck_assert_int_eq(rv_ok(&im, NULL, 0, "fdwait 2 0"), 1);
 	ck_assert_int_eq(rv_count(&im, "cbx"), 0);
 	ck_assert_int_eq(rv_count(&im, "def"), 0);
@@ -135,7 +135,7 @@ END_TEST
 
 START_TEST(t_release_after_emit)
 {
-	struct rvp e, im;
+	struct peer e, im;
 	unsigned long b;
 	alarm(40);
 	rv_start(&e, 1);
@@ -162,7 +162,7 @@ START_TEST(t_release_after_emit)
 	rv_ok(&im, NULL, 0, "unblock");
 	/* Z is the positive control: its callback runs after X's */
 	ck_assert_int_eq(rv_ok(&im, NULL, 0, "wait cbz 1 %d", WAIT_MS), 1);
-	rv_sleep_ms(300);
+	st_sleep_ms(300);
 	ck_assert_msg(rv_count(&im, "cby") == 0, "the callback of apid released before its event was "
 		      "delivered ran");
 	/* the fd form, polled only now: X and Z, not Y */
@@ -183,7 +183,7 @@ END_TEST
 
 START_TEST(t_unregister)
 {
-	struct rvp e, im;
+	struct peer e, im;
 	unsigned long b;
 	alarm(40);
 	long long seg = exporter(&e, SEG, 5, &b);
@@ -194,7 +194,7 @@ START_TEST(t_unregister)
 	rv_ok(&im, NULL, 0, "handler %lld cb none", ap);
 	rv_ok(&e, NULL, 0, "remove %lld", seg);
 	ck_assert_int_eq(rv_ok(&im, NULL, 0, "wait def 1 %d", WAIT_MS), 1);
-	rv_sleep_ms(300);
+	st_sleep_ms(300);
 	ck_assert_int_eq(rv_count(&im, "cb"), 0);
 	ck_assert_int_eq(rv_count(&im, "def"), 1);
 	rv_stop(&im);
@@ -205,7 +205,7 @@ END_TEST
 
 START_TEST(t_fork_child)
 {
-	struct rvp e, im;
+	struct peer e, im;
 	unsigned long b;
 	alarm(40);
 	long long seg = exporter(&e, SEG, 9, &b);
@@ -246,7 +246,7 @@ END_TEST
 int main(void)
 {
 	tu_require_preload(); /* its peers run with the arena preload */
-	rv_init();
+	st_init();
 	Suite *s = suite_create("revoke-callback");
 	TCase *tc = tcase_create("callback");
 	tcase_set_timeout(tc, 45);
@@ -256,5 +256,5 @@ int main(void)
 	tcase_add_test(tc, t_unregister);
 	tcase_add_test(tc, t_fork_child);
 	suite_add_tcase(s, tc);
-	return rv_run(s);
+	return st_run(s);
 }

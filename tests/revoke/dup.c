@@ -17,10 +17,10 @@ static void remove_then(int kill_it)
 	rv_ok(&s.e, NULL, 0, "remove %lld", s.segB);
 	scen_verify(&s, UXPMEM_REVOKE_REMOVED);
 	if (kill_it)
-		rv_kill(&s.e);
+		peer_kill(&s.e);
 	else
 		rv_stop(&s.e);
-	rv_sleep_ms(700);
+	st_sleep_ms(700);
 	for (int i = 0; i < NIMP; i++) {
 		struct imp *m = &s.im[i];
 		int fd = (int)rv_ok(&m->p, NULL, 0, "fdwait 3 0");
@@ -53,12 +53,12 @@ END_TEST
 int main(void)
 {
 	tu_require_preload(); /* its peers run with the arena preload */
-	rv_init();
+	st_init();
 	Suite *s = suite_create("revoke-dup");
 	TCase *tc = tcase_create("dup");
 	tcase_set_timeout(tc, 45);
 	tcase_add_test(tc, t_remove_then_exit);
 	tcase_add_test(tc, t_remove_then_kill);
 	suite_add_tcase(s, tc);
-	return rv_run(s);
+	return st_run(s);
 }

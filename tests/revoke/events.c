@@ -45,7 +45,7 @@ START_TEST(t_sigkill)
 	struct scen s;
 	alarm(40);
 	scen_setup(&s);
-	rv_kill(&s.e);
+	peer_kill(&s.e);
 	scen_verify(&s, UXPMEM_REVOKE_EXITED);
 	scen_teardown(&s);
 	alarm(0);
@@ -55,7 +55,7 @@ END_TEST
 int main(void)
 {
 	tu_require_preload(); /* its peers run with the arena preload */
-	rv_init();
+	st_init();
 	Suite *s = suite_create("revoke-events");
 	TCase *tc = tcase_create("events");
 	tcase_set_timeout(tc, 45);
@@ -63,5 +63,5 @@ int main(void)
 	tcase_add_test(tc, t_exit);
 	tcase_add_test(tc, t_sigkill);
 	suite_add_tcase(s, tc);
-	return rv_run(s);
+	return st_run(s);
 }

@@ -34,7 +34,7 @@ static void check_ev(const struct rvev *ev, long long apid, long long seg, unsig
 START_TEST(t_range)
 {
 	struct peer e;
-	struct rvp im[NI];
+	struct peer im[NI];
 	long long ap[NI];
 	unsigned long at[NI];
 	peer_start(&e, PEER_PLAIN);
@@ -50,9 +50,9 @@ START_TEST(t_range)
 		else
 			rv_ok(&im[i], NULL, 0, "handler 0 def rec");
 		at[i] = (unsigned long)rv_ok(&im[i], NULL, 0, "attach %lld 0 %lu 0", ap[i], LEN);
-		const char *r = rv_cmd(&im[i], "rd %#lx", at[i] + HOLE_OFF);
+		const char *r = peer_cmd(&im[i], "rd %#lx", at[i] + HOLE_OFF);
 		unsigned long long w = 0;
-		ck_assert_msg(sscanf(r, "ok %llu", &w) == 1 && w == rv_pattern(7, HOLE_OFF / 8),
+		ck_assert_msg(sscanf(r, "ok %llu", &w) == 1 && w == st_pattern(7, HOLE_OFF / 8),
 			      "importer %d: attachment of the exporter's anonymous memory reads '%s'", i, r);
 	}
 	peer_ok(&e, "munmap %#lx %lu", a + HOLE_OFF, HOLE_LEN);
@@ -61,7 +61,7 @@ START_TEST(t_range)
 		ck_assert_msg(rv_ok(&im[i], NULL, 0, "fdwait 1 5000") == 1, "importer %d: no fd event", i);
 		ck_assert_msg(rv_ok(&im[i], NULL, 0, "wait %s 1 5000", tag) >= 1, "importer %d: no %s event", i, tag);
 	}
-	rv_sleep_ms(300); /* duplicates would arrive meanwhile */
+	st_sleep_ms(300); /* duplicates would arrive meanwhile */
 	for (int i = 0; i < NI; i++) {
 		const char *tag = i < 2 ? "cb" : "def";
 		struct rvev cb, fd;
@@ -75,10 +75,10 @@ START_TEST(t_range)
 		check_ev(&fd, ap[i], seg, at[i], "fd form", i);
 		ck_assert_msg(cb.seq == fd.seq, "importer %d: callback seq %llu, fd seq %llu", i, cb.seq, fd.seq);
 		unsigned long long w;
-		const char *r = rv_cmd(&im[i], "rd %#lx", at[i] + HOLE_OFF + 4096);
+		const char *r = peer_cmd(&im[i], "rd %#lx", at[i] + HOLE_OFF + 4096);
 		ck_assert_msg(!strcmp(r, "sig 7"), "importer %d: the unmapped part reads '%s', want SIGBUS", i, r);
-		r = rv_cmd(&im[i], "rd %#lx", at[i] + HOLE_OFF + HOLE_LEN);
-		ck_assert_msg(sscanf(r, "ok %llu", &w) == 1 && w == rv_pattern(7, (HOLE_OFF + HOLE_LEN) / 8),
+		r = peer_cmd(&im[i], "rd %#lx", at[i] + HOLE_OFF + HOLE_LEN);
+		ck_assert_msg(sscanf(r, "ok %llu", &w) == 1 && w == st_pattern(7, (HOLE_OFF + HOLE_LEN) / 8),
 			      "importer %d: the part after the hole reads '%s'", i, r);
 	}
 	for (int i = 0; i < NI; i++) {
@@ -94,11 +94,11 @@ int main(void)
 {
 	if (tu_under_valgrind()) /* valgrind runs one thread at a time: no userfaultfd */
 		return 77;
-	rv_init();
+	st_init();
 	Suite *s = suite_create("revoke-range");
 	TCase *tc = tcase_create("range");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, t_range);
 	suite_add_tcase(s, tc);
-	return rv_run(s);
+	return st_run(s);
 }

@@ -6,9 +6,9 @@
 #include "scen.h"
 
 /* Read the word at addr in peer p: 0 and *val, or the signal raised. */
-int rd_word(struct rvp *p, unsigned long addr, unsigned long long *val)
+int rd_word(struct peer *p, unsigned long addr, unsigned long long *val)
 {
-	const char *r = rv_cmd(p, "rd %#lx", addr);
+	const char *r = peer_cmd(p, "rd %#lx", addr);
 	int sig = 0;
 	if (sscanf(r, "sig %d", &sig) == 1)
 		return sig;
@@ -46,13 +46,13 @@ void scen_setup(struct scen *s)
 		/* the memory is real before the revocation (else SIGBUS after it
 		 * would prove nothing), and process_vm_readv can read it */
 		ck_assert_int_eq(rd_word(&m->p, m->a1, &w), 0);
-		ck_assert(w == rv_pattern(SEED, 0));
+		ck_assert(w == st_pattern(SEED, 0));
 		ck_assert_int_eq(rd_word(&m->p, m->a2, &w), 0);
-		ck_assert(w == rv_pattern(SEED, 2 * PAGE / 8));
+		ck_assert(w == st_pattern(SEED, 2 * PAGE / 8));
 		ck_assert_int_eq(rd_word(&m->p, m->b1, &w), 0);
-		ck_assert(w == rv_pattern(SEED, 0));
-		const char *r = rv_cmd(&m->p, "vmread %#lx", m->a1);
-		ck_assert_msg(sscanf(r, "ok %llu", &w) == 1 && w == rv_pattern(SEED, 0),
+		ck_assert(w == st_pattern(SEED, 0));
+		const char *r = peer_cmd(&m->p, "vmread %#lx", m->a1);
+		ck_assert_msg(sscanf(r, "ok %llu", &w) == 1 && w == st_pattern(SEED, 0),
 			      "process_vm_readv of a live attachment: '%s'", r);
 		ck_assert_int_eq(rv_count(&m->p, ""), 0);
 	}
@@ -83,7 +83,7 @@ void scen_verify(struct scen *s, int reason)
 		ck_assert_msg(rv_ok(&m->p, NULL, 0, "wait def 1 %d", WAIT_MS) >= 1,
 			      "importer %d: the default handler did not run within %d ms", i, WAIT_MS);
 	}
-	rv_sleep_ms(500); /* duplicates would arrive meanwhile */
+	st_sleep_ms(500); /* duplicates would arrive meanwhile */
 	for (int i = 0; i < NIMP; i++) {
 		struct imp *m = &s->im[i];
 		struct rvev cb, def, fd[2], *fa, *fb;
@@ -130,5 +130,5 @@ void scen_teardown(struct scen *s)
 		rv_ok(&m->p, NULL, 0, "release %lld", m->apB);
 		rv_stop(&m->p);
 	}
-	rv_kill(&s->e);
+	peer_kill(&s->e);
 }

@@ -15,13 +15,13 @@
 #define WAIT_MS 5000
 
 struct imp {
-	struct rvp p;
+	struct peer p;
 	long long apA, apB;
 	unsigned long a1, a2, b1;
 };
 
 struct scen {
-	struct rvp e;
+	struct peer e;
 	unsigned long buf;
 	long long segA, segB;
 	size_t szB;
@@ -29,7 +29,7 @@ struct scen {
 };
 
 /* Read the word at addr in peer p: 0 and *val, or the signal raised. */
-int rd_word(struct rvp *p, unsigned long addr, unsigned long long *val);
+int rd_word(struct peer *p, unsigned long addr, unsigned long long *val);
 void scen_setup(struct scen *s);
 /* Every importer got exactly one event per apid in every form (none more
  * within 500 ms), with these fields, after its memory raised SIGBUS. */

@@ -53,14 +53,13 @@ const char *st_arena_lib(char *buf, size_t len)
 	return stat(buf, &st) == 0 ? buf : NULL;
 }
 
-void peer_start(struct peer *p, int flavour)
+void peer_spawn(struct peer *p, const char *path, int flavour)
 {
-	char path[4096], lib[4096];
+	char lib[4096];
 	int in[2], out[2];
 
 	memset(p, 0, sizeof(*p));
 	p->arena = flavour == PEER_ARENA;
-	tu_builddir_path("tests/shm/peer", path, sizeof(path));
 	ck_assert_msg(access(path, X_OK) == 0, "peer program %s missing: %s", path, strerror(errno));
 	if (p->arena)
 		ck_assert_msg(st_arena_lib(lib, sizeof(lib)) != NULL,
@@ -87,13 +86,19 @@ void peer_start(struct peer *p, int flavour)
 	p->pid = pid;
 	p->to = in[1];
 	p->from = out[0];
+}
+
+void peer_start(struct peer *p, int flavour)
+{
+	char path[4096], lib[4096];
+	peer_spawn(p, tu_builddir_path("tests/shm/peer", path, sizeof(path)), flavour);
 	/* The peer announces itself (and whether it found the arena). */
 	const char *r = peer_cmd(p, "hello");
 	long long arena = 0;
 	ck_assert_msg(sscanf(r, "ok %*d %lld", &arena) == 1, "peer hello reply '%s'", r);
 	if (p->arena)
 		ck_assert_msg(arena == 1, "peer started with LD_PRELOAD=%s does not see the arena "
-			      "(uxpmem_arena_query_v1 not found)", lib);
+			      "(uxpmem_arena_query_v1 not found)", st_arena_lib(lib, sizeof(lib)));
 }
 
 static const char *read_line(struct peer *p, const char *what)
@@ -206,6 +211,11 @@ void peer_stop(struct peer *p)
 		return;
 	const char *r = peer_cmd(p, "exit");
 	ck_assert_msg(strcmp(r, "ok") == 0, "peer exit: %s", r);
+	peer_reap(p);
+}
+
+void peer_reap(struct peer *p)
+{
 	int st = tu_wait_child(p->pid, 10000);
 	ck_assert_msg(st != -1, "peer %d did not exit within 10 s", (int)p->pid);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "peer %d exit status %#x", (int)p->pid, st);

@@ -45,6 +45,9 @@ int st_run(Suite *s);
 const char *st_arena_lib(char *buf, size_t len);
 
 void peer_start(struct peer *p, int flavour);
+/* Start the line-protocol program at path (stdin/stdout on pipes,
+ * XPMEM_TRANSPORT=shm, the arena preloaded for PEER_ARENA); no handshake. */
+void peer_spawn(struct peer *p, const char *path, int flavour);
 /* Send a command, return the reply line (without "\n").  Fails the test
  * when the peer does not answer within timeout (10 s) or died. */
 const char *peer_cmd(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -56,6 +59,8 @@ long long peer_okv(struct peer *p, long long *vals, const char *fmt, ...) __attr
 int peer_err(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Ask the peer to exit and require exit status 0 within 10 s. */
 void peer_stop(struct peer *p);
+/* Wait for a peer told to exit; it must exit 0 within 10 s. */
+void peer_reap(struct peer *p);
 /* SIGKILL and reap. */
 void peer_kill(struct peer *p);
 
