@@ -7,6 +7,7 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static void child_after_fork(void)
 {
+	uxp_freeze_fork_child();
 	uxp_revoke_fork_child();
 	/* Not uxp_transport(): its pthread_once may be mid-flight in a thread
 	 * that does not exist in the child. */

@@ -98,8 +98,11 @@ static void *dispatcher_main(void *unused)
 		uxpmem_revoke_cb cb = e ? (e->cb ? e->cb : dflt.cb) : NULL;
 		void *arg = e ? (e->cb ? e->arg : dflt.arg) : NULL;
 		pthread_mutex_unlock(&rv_lock);
-		if (cb)
+		if (cb) {
+			uxp_app_code_enter(); /* application code: a freeze waits for it */
 			cb(&q->ev, arg);
+			uxp_app_code_leave();
+		}
 		free(q);
 		pthread_mutex_lock(&rv_lock);
 	}

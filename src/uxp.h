@@ -204,6 +204,23 @@ void uxp_revoke_fork_child(void);
 /* A detached library thread with every signal blocked; stack_size 0 for the
  * default.  0 or -errno. */
 int uxp_thread_start(void *(*fn)(void *), void *arg, size_t stack_size);
+/* ---- stopping the application's threads (src/freeze.c) -----------------
+ * uxp_freeze() parks every application thread at a signal safepoint (not
+ * library threads, which never write application memory) and returns 0,
+ * or -errno (ENOSYS: no signal to use; EBUSY; ETIMEDOUT: a thread did not
+ * stop in time, e.g. it blocks the signal) with nothing stopped.  Until
+ * uxp_thaw() the caller must not take locks or allocate.  Library threads
+ * that run application code (revocation callbacks) bracket it with
+ * uxp_app_code_enter/leave. */
+int uxp_freeze(long timeout_ms);
+void uxp_thaw(void);
+int uxp_freeze_available(void);
+void uxp_app_code_enter(void);
+void uxp_app_code_leave(void);
+void uxp_thread_register_self(void);
+void uxp_thread_unregister_self(void);
+void uxp_freeze_fork_child(void);
+
 /* *ts = now + ms on CLOCK_MONOTONIC (for condition variables using it). */
 struct timespec;
 void uxp_deadline(struct timespec *ts, long ms);
