@@ -5,11 +5,15 @@
  * converter thread answers with what backs each piece of the range:
  * - arena memory: the arena memfd the importer already has;
  * - memory converted before and still mapped from our memfd: that memfd;
- * - private memory (heap, thread stacks, .data/.bss, anonymous mmap): it is
- *   converted in place: writers are frozen with a userfaultfd write-protect,
- *   the contents copied into a new memfd, the memfd mapped MAP_SHARED|
- *   MAP_FIXED over the same addresses (libc mmap, so memory hooks see it)
- *   and the writers woken: their writes land in the memfd, none is lost;
+ * - private anonymous memory (heap, thread stacks, .bss, anonymous mmap):
+ *   it is converted in place: writers are frozen with a userfaultfd
+ *   write-protect, the contents copied into a new memfd, the memfd mapped
+ *   MAP_SHARED|MAP_FIXED over the same addresses (libc mmap, so memory
+ *   hooks see it) and the writers woken: their writes land in the memfd,
+ *   none is lost;
+ * - private file-backed writable memory (.data): userfaultfd cannot
+ *   write-protect it, so every application thread is stopped instead
+ *   (uxp_freeze, a signal safepoint) while it is copied and replaced;
  * - anything else: a hole (SIGBUS when touched), logged.
  *
  * Converted ranges stay registered with the userfaultfd (write-protect mode,
@@ -27,6 +31,7 @@
  */
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
@@ -52,7 +57,7 @@
 
 #define MAX_CONV 4096        /* tracked converted ranges */
 #define MAX_USERS 64         /* importer connections per converted range */
-#define MAX_EXCLUDED 16      /* our own stacks and state */
+#define MAX_EXCLUDED 64      /* our own stacks, state and libraries' data */
 #define MAPS_BUF (4u << 20)  /* /proc/self/maps snapshot */
 
 /* A memfd backing converted memory; shared by the pieces a range splits into. */
@@ -83,6 +88,7 @@ struct state {
 	struct backing backing[MAX_CONV];
 	struct excluded excluded[MAX_EXCLUDED];
 	unsigned nexcluded;
+	unsigned nfixed;                /* excluded[] entries that survive fork */
 	uint64_t inval_seq;
 	unsigned acks_pending;
 	int inval_busy;                 /* an invalidation is waiting for acks */
@@ -358,6 +364,48 @@ void uxp_conv_exclude_self(void)
 	pthread_mutex_unlock(&st->lock);
 }
 
+/* Writable data of the objects whose code library threads run (the C
+ * library, the dynamic loader, libxpmem itself, sanitizer runtimes): those
+ * threads are never stopped and write it, so it is never converted (a
+ * hole).  When libxpmem is linked into the executable (its tests), its
+ * globals share the executable's data and only stacks are excluded. */
+static int library_object(const char *path)
+{
+	static const char *const names[] = {
+		"libc.so", "ld-linux", "ld64.so", "libxpmem.so", "libuxpmem-arena", "libgcc_s",
+		"libpthread", "librt.so", "libdl.so", "libasan", "libubsan", "libtsan", "liblsan",
+	};
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	for (unsigned i = 0; i < UXP_ARRAY_SIZE(names); i++)
+		if (strncmp(base, names[i], strlen(names[i])) == 0)
+			return 1;
+	return 0;
+}
+
+static int exclude_object_data(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	(void)arg;
+	if (!info->dlpi_name || !info->dlpi_name[0] || !library_object(info->dlpi_name))
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W) || st->nexcluded == MAX_EXCLUDED)
+			continue;
+		uintptr_t a = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(uxp_page_size - 1);
+		uintptr_t b = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + uxp_page_size - 1) &
+			      ~(uintptr_t)(uxp_page_size - 1);
+		st->excluded[st->nexcluded++] = (struct excluded){ a, b };
+	}
+	return 0;
+}
+
+static void exclude_library_data(void)
+{
+	dl_iterate_phdr(exclude_object_data, NULL);
+}
+
 static struct conv *find_conv(uintptr_t a)
 {
 	for (unsigned i = 0; i < st->nconv; i++)
@@ -422,6 +470,13 @@ static void conv_drop(struct conv *cv)
 
 /* ---- conversion (converter thread) ----------------------------------------- */
 
+/* Private file-backed writable memory, such as .data, is converted by
+ * stopping every thread; anonymous memory by freezing its writers. */
+static int file_backed(const struct vma *v)
+{
+	return v->ino != 0 && v->path[0] && v->path[0] != '[';
+}
+
 /* Can this mapping be converted in place? */
 static int convertible(const struct vma *v)
 {
@@ -431,6 +486,8 @@ static int convertible(const struct vma *v)
 		return 0; /* [vdso], [vvar], [vsyscall] */
 	if (strstr(v->path, "anon_hugepage") || strstr(v->path, "/hugepages"))
 		return 0; /* hugetlb */
+	if (file_backed(v) && (v->perms[1] != 'w' || !uxp_freeze_available()))
+		return 0; /* read-only file data, or no way to stop the threads */
 	return 1;
 }
 
@@ -481,6 +538,73 @@ static int prot_of(const char *perms)
 	return (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0);
 }
 
+/* Copy [a, a+len) into mfd with no allocation and no lock. */
+static int copy_out(int mfd, uintptr_t a, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		/* the raw system call: this copies pages, not objects (a sanitizer's
+		 * pwrite wrapper would check them against its own heap layout) */
+		ssize_t n = syscall(SYS_pwrite64, mfd, (char *)a + done, len - done, (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Anonymous memory: freeze its writers with a userfaultfd write-protect,
+ * copy, replace, wake them. */
+static int replace_wp_frozen(uintptr_t a, size_t len, int prot, int mfd)
+{
+	int ret = wp_register(a, len);
+	if (ret < 0)
+		return uxp_fail(-ret, "shm: cannot convert %#lx+%#zx: userfaultfd register: %s%s",
+				(unsigned long)a, len, strerror(-ret),
+				ret == -EBUSY ? " (another userfaultfd owns it)" : "");
+	/* freeze: from here no writer of [a, b) proceeds until wake().  Our own
+	 * MAP_FIXED below raises an UNMAP event the notifier reads; the range
+	 * has no record yet, so its sweep leaves it alone. */
+	ret = wp_protect(a, len, 1);
+	if (ret == 0)
+		ret = copy_out(mfd, a, len);
+	/* libc's mmap: memory hooks of UCX/Open MPI see the change */
+	if (ret == 0 && mmap((void *)a, len, prot, MAP_SHARED | MAP_FIXED, mfd, 0) == MAP_FAILED)
+		ret = -errno;
+	if (ret == 0 && watch_converted(a, len) < 0)
+		uxp_warn("shm: converted %#lx+%#zx cannot be watched for changes", (unsigned long)a, len);
+	if (ret < 0) {
+		wp_protect(a, len, 0);
+		wp_unregister(a, len);
+	}
+	wake(a, len);
+	/* thaw: writers resume, into the memfd */
+	return ret;
+}
+
+/* File-backed private memory (.data): stop every application thread, copy,
+ * replace, resume them.  While they are stopped nothing here may lock or
+ * allocate (a stopped thread may hold the lock): the raw mmap system call,
+ * not libc's, whose memory hooks (UCX, Open MPI) take locks - they are not
+ * told of this replacement. */
+static int replace_stopped(uintptr_t a, size_t len, int prot, int mfd)
+{
+	int ret = uxp_freeze(uxp_timeout_ms("XPMEM_FREEZE_TIMEOUT_MS", 1000));
+	if (ret < 0)
+		return uxp_fail(-ret, "shm: cannot convert %#lx+%#zx: its threads did not stop: %s",
+				(unsigned long)a, len, strerror(-ret));
+	ret = copy_out(mfd, a, len);
+	if (ret == 0 && syscall(SYS_mmap, a, len, prot, MAP_SHARED | MAP_FIXED, mfd, 0) == -1)
+		ret = -errno;
+	uxp_thaw();
+	/* not registered before (file-backed): no UNMAP event was raised; from
+	 * now on it is shared memory, watched like every converted range */
+	if (ret == 0 && watch_converted(a, len) < 0)
+		uxp_warn("shm: converted %#lx+%#zx cannot be watched for changes", (unsigned long)a, len);
+	return ret;
+}
+
 /* Convert [a, b) of mapping v; returns the new record or NULL (hole). The
  * caller does not hold st->lock. */
 static struct conv *convert(uintptr_t a, uintptr_t b, const struct vma *v)
@@ -497,43 +621,10 @@ static struct conv *convert(uintptr_t a, uintptr_t b, const struct vma *v)
 			close(mfd);
 		return NULL;
 	}
-	ret = wp_register(a, len);
-	if (ret < 0) {
-		uxp_debug("shm: cannot convert %#lx+%#zx: userfaultfd register: %s%s", (unsigned long)a,
-			  len, strerror(-ret), ret == -EBUSY ? " (another userfaultfd owns it)" : "");
-		close(mfd);
-		return NULL;
-	}
-	/* freeze: from here no writer of [a, b) proceeds until wake().  Our own
-	 * MAP_FIXED below raises an UNMAP event the notifier reads; the range
-	 * has no record yet, so its sweep leaves it alone. */
-	ret = wp_protect(a, len, 1);
-	for (size_t done = 0; ret == 0 && done < len;) {
-		/* the raw system call: this copies pages, not objects (a sanitizer's
-		 * pwrite wrapper would check them against its own heap layout) */
-		ssize_t n = syscall(SYS_pwrite64, mfd, (char *)a + done, len - done, (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			ret = n < 0 ? -errno : -EIO;
-		else
-			done += (size_t)n;
-	}
-	void *p = MAP_FAILED;
-	if (ret == 0) {
-		/* libc's mmap: memory hooks of UCX/Open MPI see the change */
-		p = mmap((void *)a, len, prot_of(v->perms), MAP_SHARED | MAP_FIXED, mfd, 0);
-		if (p == MAP_FAILED)
-			ret = -errno;
-	}
-	if (ret == 0 && watch_converted(a, len) < 0)
-		uxp_warn("shm: converted %#lx+%#zx cannot be watched for changes", (unsigned long)a, len);
-	if (ret < 0) {
-		wp_protect(a, len, 0);
-		wp_unregister(a, len);
-	}
-	wake(a, len);
-	/* thaw: writers resume, into the memfd */
+	if (file_backed(v))
+		ret = replace_stopped(a, len, prot_of(v->perms), mfd);
+	else
+		ret = replace_wp_frozen(a, len, prot_of(v->perms), mfd);
 	pthread_mutex_lock(&st->lock);
 	struct conv *cv = NULL;
 	struct backing *bk = ret == 0 ? new_backing(mfd) : NULL;
@@ -547,8 +638,9 @@ static struct conv *convert(uintptr_t a, uintptr_t b, const struct vma *v)
 	if (!bk)
 		close(mfd);
 	if (ret < 0) {
-		uxp_warn("shm: converting %#lx+%#zx failed: %s (a hole for importers)", (unsigned long)a,
-			 len, strerror(-ret));
+		uxp_log(ret == -EINVAL || ret == -EBUSY || ret == -ENOSYS ? UXP_LOG_DEBUG : UXP_LOG_WARN,
+			"shm: converting %#lx+%#zx failed: %s (a hole for importers)", (unsigned long)a, len,
+			strerror(-ret));
 		return NULL;
 	}
 	restore_flags(a, len, flags);
@@ -1030,6 +1122,8 @@ static void state_init(void)
 	pthread_condattr_destroy(&ca);
 	s->excluded[s->nexcluded++] = (struct excluded){ (uintptr_t)p, (uintptr_t)p + sizeof(*s) };
 	__atomic_store_n(&st, s, __ATOMIC_RELEASE); /* see fork_prepare */
+	exclude_library_data();
+	s->nfixed = s->nexcluded;
 	pthread_atfork(fork_prepare, fork_parent, NULL); /* child: uxp_conv_fork_child */
 }
 
@@ -1135,7 +1229,7 @@ void uxp_conv_fork_child(void)
 	}
 	memset(st->backing, 0, sizeof(st->backing));
 	st->nconv = 0;
-	st->nexcluded = 1; /* only the state itself: the threads are gone */
+	st->nexcluded = st->nfixed; /* the threads and their stacks are gone */
 	st->acks_pending = 0;
 	if (uffd >= 0)
 		close(uffd);
