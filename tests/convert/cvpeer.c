@@ -19,7 +19,12 @@
  *   static -> ok BSS BSSLEN DATA DATALEN | mstack -> ok A LEN
  *   stackthr -> ok A LEN (a thread spinning with a buffer on its stack:
  *   word 0 = its iteration count, word 2 = echo of word 1) | stackstop -> ok COUNT
- *   ctrstart NT -> ok BASE STRIDE NCHUNK | ctrstop -> ok MISMATCH LOST TOTAL WSUM
+ *   ctrstart NT [data] -> ok BASE STRIDE NCHUNK (counters in the heap, or
+ *   with "data" in an initialized global array: .data) | ctrstop -> ok
+ *   MISMATCH LOST TOTAL WSUM
+ *   pipewait -> ok (a thread blocks in read(2) of a pipe) | pipefeed N -> ok
+ *   GOT ERRNO (N bytes written; what that read returned)
+ *   sigblock -> ok (a thread blocking every signal spins) | sigblockstop
  *   fork SEED PSEED A1 S1 [A2 S2] -> ok CHILDPID | forkend -> ok CHILDSTATUS
  *   cas A N NT | join | maxaddr
  */
@@ -44,6 +49,8 @@
 
 static char bss_area[16 * 4096] __attribute__((aligned(4096)));
 static char data_area[4 * 4096] __attribute__((aligned(4096))) = { 1 };
+/* initialized, so in .data (file-backed private): counters of "ctrstart N data" */
+static char dctr_area[CV_DNCHUNK * CV_CHUNK] __attribute__((aligned(4096))) = { 1 };
 
 static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void reply(const char *fmt, ...)
@@ -130,7 +137,7 @@ static void *stk_main(void *unused)
 static char *chunks[CV_NCHUNK];
 static pthread_t ctr_th[CV_NT];
 static uint64_t *tally[CV_NT];
-static int ctr_nt;
+static int ctr_nt, ctr_nch;
 static volatile int ctr_stop;
 
 static void *ctr_main(void *arg)
@@ -138,12 +145,42 @@ static void *ctr_main(void *arg)
 	int t = (int)(intptr_t)arg;
 	uint64_t *ty = tally[t];
 	while (!__atomic_load_n(&ctr_stop, __ATOMIC_RELAXED))
-		for (int k = 0; k < CV_NCHUNK; k++)
+		for (int k = 0; k < ctr_nch; k++)
 			for (int s = 0; s < CV_SLOTS; s++) {
 				volatile uint64_t *c = (volatile uint64_t *)(chunks[k] + CV_CTR_OFF(s, t));
 				*c = *c + 1; /* not atomic: only this thread writes it */
 				ty[k * CV_SLOTS + s]++;
 			}
+	return NULL;
+}
+
+/* ---- a thread blocked in a system call while others are stopped ---- */
+static int pw_fd[2] = { -1, -1 };
+static pthread_t pw_th;
+static ssize_t pw_got;
+static int pw_errno;
+
+static void *pw_main(void *unused)
+{
+	(void)unused;
+	char b[64];
+	pw_got = read(pw_fd[0], b, sizeof(b));
+	pw_errno = pw_got < 0 ? errno : 0;
+	return NULL;
+}
+
+/* ---- a thread that blocks every signal (it can never be stopped) ---- */
+static pthread_t sb_th;
+static volatile int sb_stop;
+
+static void *sb_main(void *unused)
+{
+	(void)unused;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	while (!__atomic_load_n(&sb_stop, __ATOMIC_RELAXED))
+		sched_yield();
 	return NULL;
 }
 
@@ -383,18 +420,21 @@ int main(void)
 				reply("err %d", EINVAL);
 				continue;
 			}
-			for (int k = 0; k < CV_NCHUNK; k++)
-				if (!(chunks[k] = malloc(CV_CHUNK))) {
+			char *where = strtok_r(NULL, " \t\n", &save);
+			ctr_nch = where && !strcmp(where, "data") ? CV_DNCHUNK : CV_NCHUNK;
+			for (int k = 0; k < ctr_nch; k++)
+				if (!(chunks[k] = ctr_nch == CV_DNCHUNK ? dctr_area + (size_t)k * CV_CHUNK
+									: malloc(CV_CHUNK))) {
 					reply("err %d", ENOMEM);
 					exit(4);
 				}
 			long stride = chunks[1] - chunks[0];
-			for (int k = 1; k < CV_NCHUNK; k++)
+			for (int k = 1; k < ctr_nch; k++)
 				if (chunks[k] - chunks[k - 1] != stride) {
 					reply("err %d", EAGAIN); /* the heap is not one run: cannot describe it */
 					exit(5);
 				}
-			for (int k = 0; k < CV_NCHUNK; k++)
+			for (int k = 0; k < ctr_nch; k++)
 				memset(chunks[k], 0, CV_CHUNK);
 			ctr_stop = 0;
 			ctr_nt = nt;
@@ -405,14 +445,14 @@ int main(void)
 					exit(6);
 				pthread_create(&ctr_th[t], NULL, ctr_main, (void *)(intptr_t)t);
 			}
-			reply("ok %#lx %ld %d", (unsigned long)chunks[0], stride, CV_NCHUNK);
+			reply("ok %#lx %ld %d", (unsigned long)chunks[0], stride, ctr_nch);
 		} else if (!strcmp(cmd, "ctrstop")) {
 			__atomic_store_n(&ctr_stop, 1, __ATOMIC_RELAXED);
 			for (int t = 0; t < ctr_nt; t++)
 				pthread_join(ctr_th[t], NULL);
 			unsigned long long mism = 0, lost = 0, total = 0, wsum = 0;
 			for (int t = 0; t < ctr_nt; t++)
-				for (int k = 0; k < CV_NCHUNK; k++)
+				for (int k = 0; k < ctr_nch; k++)
 					for (int s = 0; s < CV_SLOTS; s++) {
 						uint64_t c = *(volatile uint64_t *)(chunks[k] + CV_CTR_OFF(s, t));
 						uint64_t y = tally[t][k * CV_SLOTS + s];
@@ -486,6 +526,34 @@ int main(void)
 				cas_jobs[i].n = n;
 				pthread_create(&cas_threads[i], NULL, cas_worker, &cas_jobs[i]);
 			}
+			reply("ok");
+		} else if (!strcmp(cmd, "pipewait")) {
+			if (pipe(pw_fd) || pthread_create(&pw_th, NULL, pw_main, NULL)) {
+				reply("err %d", errno ? errno : EAGAIN);
+				continue;
+			}
+			reply("ok");
+		} else if (!strcmp(cmd, "pipefeed")) {
+			size_t n = num(&save);
+			static const char bytes[64] = "0123456789";
+			if (n > sizeof(bytes) || write(pw_fd[1], bytes, n) != (ssize_t)n) {
+				reply("err %d", errno ? errno : EINVAL);
+				continue;
+			}
+			pthread_join(pw_th, NULL);
+			close(pw_fd[0]);
+			close(pw_fd[1]);
+			reply("ok %zd %d", pw_got, pw_errno);
+		} else if (!strcmp(cmd, "sigblock")) {
+			sb_stop = 0;
+			if (pthread_create(&sb_th, NULL, sb_main, NULL)) {
+				reply("err %d", EAGAIN);
+				continue;
+			}
+			reply("ok");
+		} else if (!strcmp(cmd, "sigblockstop")) {
+			__atomic_store_n(&sb_stop, 1, __ATOMIC_RELAXED);
+			pthread_join(sb_th, NULL);
 			reply("ok");
 		} else if (!strcmp(cmd, "join")) {
 			for (int i = 0; i < cas_nthreads; i++)

@@ -14,6 +14,7 @@
 #define CV_NT 4
 #define CV_CHUNK (64 * 1024)   /* below glibc's mmap threshold: brk heap */
 #define CV_NCHUNK 1024
+#define CV_DNCHUNK 8          /* the same in .data: 512 KiB of initialized globals */
 #define CV_SLOTS 15
 #define CV_CTR_OFF(s, t) (64 + (size_t)(s) * 4096 + (size_t)(t) * 8)
 #define CV_WEIGHT(k, s, t) ((((uint64_t)(k) * CV_SLOTS + (uint64_t)(s)) * CV_NT + (uint64_t)(t)) * 2 + 1)

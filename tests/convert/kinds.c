@@ -1,6 +1,9 @@
-/* kinds.c - stack and .bss memory of a plain exporter (no preload) are
- * attachable and coherent both ways, including the stack buffer of a
- * thread that keeps running and writing; and fork: after the exporter
+/* kinds.c - stack, .bss and .data memory of a plain exporter (no preload)
+ * are attachable and coherent both ways, including the stack buffer of a
+ * thread that keeps running and writing; converting .data stops the
+ * exporter's threads without a system call of theirs noticing, and a
+ * thread that cannot be stopped leaves .data a hole (SIGBUS, never stale
+ * bytes); and fork: after the exporter
  * forked with converted heap/.bss ranges, the child's writes are not seen
  * by the parent nor the reverse, and the importer keeps following the
  * parent. */
@@ -42,6 +45,79 @@ START_TEST(t_bss_mstack)
 	ck_assert(*(volatile uint64_t *)(pb + 4096) == 77);
 	ck_assert_int_eq(xpmem_detach(pb), 0);
 	ck_assert_int_eq(xpmem_detach(pm), 0);
+	ck_assert_int_eq(xpmem_release(ap), 0);
+	peer_stop(&e);
+}
+END_TEST
+
+START_TEST(t_data)
+{
+	struct peer e;
+	cv_start(&e);
+	xpmem_apid_t ap = cv_get_all(&e, NULL);
+	long long v[4];
+	peer_okv(&e, v, "static");
+	uintptr_t data = (uintptr_t)v[2];
+	size_t dl = (size_t)v[3];
+	char *pd = cv_attach(ap, data, dl);
+	uint64_t w;
+	ck_assert_msg(cv_rd(pd, &w) == 0, "the exporter's .data is a hole (signal on touch)");
+	both_ways(&e, pd, data, dl, 41, ".data");
+	peer_ok(&e, "wr %#lx 78", data + 8192);
+	ck_assert(*(volatile uint64_t *)(pd + 8192) == 78);
+	*(volatile uint64_t *)(pd + 4096 + 8) = 79;
+	ck_assert_int_eq(peer_ok(&e, "rd %#lx", data + 4096 + 8), 79);
+	ck_assert_int_eq(xpmem_detach(pd), 0);
+	ck_assert_int_eq(xpmem_release(ap), 0);
+	peer_stop(&e);
+}
+END_TEST
+
+/* A thread blocked in read(2) while .data is converted (all threads
+ * stopped by a signal): its read goes on and returns what was written. */
+START_TEST(t_data_syscall)
+{
+	struct peer e;
+	cv_start(&e);
+	xpmem_apid_t ap = cv_get_all(&e, NULL);
+	long long v[4];
+	peer_okv(&e, v, "static");
+	peer_ok(&e, "pipewait");
+	char *pd = cv_attach(ap, (uintptr_t)v[2], (size_t)v[3]);
+	uint64_t w;
+	ck_assert_msg(cv_rd(pd, &w) == 0, "the exporter's .data is a hole (signal on touch)");
+	peer_okv(&e, v, "pipefeed 7");
+	ck_assert_msg(v[0] == 7 && v[1] == 0, "the blocked read(2) returned %lld (errno %lld), want 7 bytes",
+		      v[0], v[1]);
+	ck_assert_int_eq(xpmem_detach(pd), 0);
+	ck_assert_int_eq(xpmem_release(ap), 0);
+	peer_stop(&e);
+}
+END_TEST
+
+/* A thread that blocks every signal cannot be stopped: .data stays a hole
+ * (SIGBUS when touched, never the exporter's old bytes); once it is gone
+ * a new attachment converts it. */
+START_TEST(t_data_unstoppable)
+{
+	struct peer e;
+	cv_start(&e);
+	xpmem_apid_t ap = cv_get_all(&e, NULL);
+	long long v[4];
+	peer_okv(&e, v, "static");
+	uintptr_t data = (uintptr_t)v[2];
+	size_t dl = (size_t)v[3];
+	peer_ok(&e, "fill %#lx %zu 51", data, dl);
+	peer_ok(&e, "sigblock");
+	char *pd = cv_attach(ap, data, dl);
+	uint64_t w;
+	ck_assert_int_eq(cv_rd(pd, &w), SIGBUS);
+	ck_assert_int_eq(xpmem_detach(pd), 0);
+	peer_ok(&e, "sigblockstop");
+	pd = cv_attach(ap, data, dl);
+	ck_assert_msg(cv_rd(pd, &w) == 0, "after the thread ended .data is still a hole");
+	ck_assert_msg(st_check(pd, dl, 51) == -1, ".data converted late does not hold the exporter's data");
+	ck_assert_int_eq(xpmem_detach(pd), 0);
 	ck_assert_int_eq(xpmem_release(ap), 0);
 	peer_stop(&e);
 }
@@ -144,6 +220,9 @@ int main(void)
 	TCase *tc = tcase_create("kinds");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, t_bss_mstack);
+	tcase_add_test(tc, t_data);
+	tcase_add_test(tc, t_data_syscall);
+	tcase_add_test(tc, t_data_unstoppable);
 	tcase_add_test(tc, t_thread_stack);
 	tcase_add_test(tc, t_fork);
 	suite_add_tcase(s, tc);
