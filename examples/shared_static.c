@@ -18,9 +18,10 @@
  *     5. prints the replies, which the importer stored into ITS stack and
  *        global, and xpmem_remove()s both segments.
  *
- * Not shareable this way (holes for importers, SIGBUS when touched):
- * initialized globals (.data, a file-backed private mapping) and
- * MAP_SHARED|MAP_ANONYMOUS memory.  See uxpmem_export_level(3).
+ * Initialized globals (.data, a file-backed private mapping) are shared
+ * too, but converting them stops every thread of the exporter for the copy
+ * (see xpmem(7)).  Not shareable this way (holes for importers, SIGBUS when
+ * touched): MAP_SHARED|MAP_ANONYMOUS memory.  See uxpmem_export_level(3).
  *
  * Usage: shared_static          exit status 0 when every check passed,
  *                               3 when the export level is ARENA (nothing
@@ -42,7 +43,8 @@
 #define GLOBAL_WORDS (256 * 1024) /* 2 MiB of uint64_t */
 
 /* Zero-initialized, so in .bss: anonymous private memory.  Page-aligned so
- * that it does not share a page with .data (which stays a hole). */
+ * that it does not share a page with .data (converting .data would stop
+ * every thread of the exporter). */
 static uint64_t global_words[GLOBAL_WORDS] __attribute__((aligned(4096)));
 
 struct stack_msg {       /* the layout of the stack buffer */

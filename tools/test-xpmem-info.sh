@@ -24,13 +24,18 @@ fi
 for k in heap stack 'anonymous mmap' '\.bss'; do
 	has "^    $k +(shared \(arena\)|$conv)"
 done
-has '^    \.data +hole \(file-backed private\)$'
+if [ "$conv" = hole ]; then
+	has '^    \.data +hole'
+else
+	has '^    \.data +shared \(converted on attach, threads stopped\)$'
+fi
 has '^    MAP_SHARED\|MAP_ANONYMOUS +hole'
 printf '%s\n' "$out" | grep -q '^  userfaultfd probe:' && fail "userfaultfd probe shown without -v"
 has '^environment:'
 for v in XPMEM_TRANSPORT XPMEM_LOG_LEVEL XPMEM_LOG_FILE XPMEM_KERNEL_DEVICE \
 	XPMEM_PLUGIN_DIR XPMEM_SHM_SOCKET_DIR XPMEM_ARENA_SIZE XPMEM_ARENA_LIB \
-	XPMEM_SHM_REVOKE_TIMEOUT_MS XPMEM_SHM_TIMEOUT_MS XPMEM_USERFAULTFD LD_PRELOAD; do
+	XPMEM_SHM_REVOKE_TIMEOUT_MS XPMEM_SHM_TIMEOUT_MS XPMEM_USERFAULTFD \
+	XPMEM_FREEZE_SIGNAL XPMEM_FREEZE_TIMEOUT_MS LD_PRELOAD; do
 	has "^  $v "
 done
 
@@ -79,9 +84,11 @@ assert isinstance(d["shm"]["arena_preload_active"], bool)
 mem = d["shm"]["memory"]
 assert set(mem) == {"heap", "stack", "anonymous mmap", ".bss", ".data",
                     "MAP_SHARED|MAP_ANONYMOUS"}, mem
-assert mem[".data"] == "hole (file-backed private)", mem
 if d["shm"]["export_level"] in ("FULL", "USER") and d["selected_transport"] == "shm":
     assert mem["stack"] == mem[".bss"] == "shared (converted on attach)", mem
+    assert mem[".data"] == "shared (converted on attach, threads stopped)", mem
+elif d["selected_transport"] == "shm":
+    assert mem[".data"].startswith("hole"), mem
 assert "LD_PRELOAD" in d["environment"] and "XPMEM_TRANSPORT" in d["environment"]
 ' || fail "--json output invalid or incomplete"
 	"$info" -j | python3 -m json.tool >/dev/null || fail "-j is not valid JSON"

@@ -57,6 +57,8 @@ static const struct envvar {
 	{ "XPMEM_SHM_REVOKE_TIMEOUT_MS", "how long xpmem_remove waits for importers' ACKs" },
 	{ "XPMEM_SHM_TIMEOUT_MS", "how long a request (xpmem_get) waits for its reply (default 10000)" },
 	{ "XPMEM_USERFAULTFD", "0: no conversion or re-resolve (export level ARENA; e.g. under valgrind)" },
+	{ "XPMEM_FREEZE_SIGNAL", "signal that stops threads to convert .data (0: never; .data a hole)" },
+	{ "XPMEM_FREEZE_TIMEOUT_MS", "how long threads may take to stop for a .data conversion (default 1000)" },
 	{ "LD_PRELOAD", "libuxpmem-arena.so here: heap shared from birth (required at export level ARENA)" },
 };
 
@@ -225,7 +227,7 @@ static const char *level_name(int level)
 
 enum kind_class {
 	K_PRIVATE,               /* private anonymous: converted on attach */
-	K_FILE_PRIVATE,          /* file-backed private: never converted */
+	K_FILE_PRIVATE,          /* file-backed private: converted with every thread stopped */
 	K_SHARED_FOREIGN,        /* shared mappings that are not uxpmem's */
 };
 
@@ -252,9 +254,13 @@ static const char *kind_access(const struct shm_caps *s, const struct memkind *k
 		return "shared (kernel transport)";
 	if (k->arena && s->arena)
 		return "shared (arena)";
+	const char *fs = getenv("XPMEM_FREEZE_SIGNAL");
 	switch (k->cls) {
 	case K_FILE_PRIVATE:
-		return "hole (file-backed private)";
+		if (s->level < UXPMEM_EXPORT_USER)
+			break;
+		return fs && !strcmp(fs, "0") ? "hole (file-backed private, XPMEM_FREEZE_SIGNAL=0)"
+					      : "shared (converted on attach, threads stopped)";
 	case K_SHARED_FOREIGN:
 		return "hole (shared mapping not uxpmem's)";
 	case K_PRIVATE:
