@@ -25,6 +25,8 @@
  *   pipewait -> ok (a thread blocks in read(2) of a pipe) | pipefeed N -> ok
  *   GOT ERRNO (N bytes written; what that read returned)
  *   sigblock -> ok (a thread blocking every signal spins) | sigblockstop
+ *   hooked A SZ -> ok N (mremap calls seen by our memory hook that cover
+ *   [A, A+SZ), as UCX's hooks would see them)
  *   fork SEED PSEED A1 S1 [A2 S2] -> ok CHILDPID | forkend -> ok CHILDSTATUS
  *   cas A N NT | join | maxaddr
  */
@@ -41,6 +43,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <xpmem.h>
 #include <uxpmem.h>
@@ -152,6 +155,35 @@ static void *ctr_main(void *arg)
 				ty[k * CV_SLOTS + s]++;
 			}
 	return NULL;
+}
+
+/* ---- a memory hook, as UCX and Open MPI install them: every mremap call
+ * of the process (libxpmem's included) comes here first ---- */
+#define MAX_HOOKED 256
+static uintptr_t hooked_lo[MAX_HOOKED], hooked_hi[MAX_HOOKED];
+static unsigned nhooked;
+
+void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	void *to = (flags & MREMAP_FIXED) ? va_arg(ap, void *) : NULL;
+	va_end(ap);
+	unsigned i = __atomic_fetch_add(&nhooked, 1, __ATOMIC_RELAXED);
+	if (i < MAX_HOOKED) {
+		hooked_lo[i] = (uintptr_t)old;
+		hooked_hi[i] = (uintptr_t)old + old_len;
+	}
+	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, to);
+}
+
+static int hooked(uintptr_t a, size_t len)
+{
+	int n = 0;
+	unsigned all = __atomic_load_n(&nhooked, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < all && i < MAX_HOOKED; i++)
+		n += hooked_lo[i] <= a && a + len <= hooked_hi[i];
+	return n;
 }
 
 /* ---- a thread blocked in a system call while others are stopped ---- */
@@ -560,6 +592,10 @@ int main(void)
 				pthread_join(cas_threads[i], NULL);
 			cas_nthreads = 0;
 			reply("ok");
+		} else if (!strcmp(cmd, "hooked")) {
+			uintptr_t a = (uintptr_t)num(&save);
+			size_t sz = num(&save);
+			reply("ok %d", hooked(a, sz));
 		} else if (!strcmp(cmd, "maxaddr")) {
 			reply("ok %#llx", maxaddr());
 		} else {

@@ -59,9 +59,12 @@ START_TEST(t_data)
 	peer_okv(&e, v, "static");
 	uintptr_t data = (uintptr_t)v[2];
 	size_t dl = (size_t)v[3];
+	ck_assert_int_eq(peer_ok(&e, "hooked %#lx %zu", data, dl), 0);
 	char *pd = cv_attach(ap, data, dl);
 	uint64_t w;
 	ck_assert_msg(cv_rd(pd, &w) == 0, "the exporter's .data is a hole (signal on touch)");
+	/* the exporter's memory hooks were told (as an mremap of the range) */
+	ck_assert_int_eq(peer_ok(&e, "hooked %#lx %zu", data, dl), 1);
 	both_ways(&e, pd, data, dl, 41, ".data");
 	peer_ok(&e, "wr %#lx 78", data + 8192);
 	ck_assert(*(volatile uint64_t *)(pd + 8192) == 78);

@@ -586,8 +586,10 @@ static int replace_wp_frozen(uintptr_t a, size_t len, int prot, int mfd)
 /* File-backed private memory (.data): stop every application thread, copy,
  * replace, resume them.  While they are stopped nothing here may lock or
  * allocate (a stopped thread may hold the lock): the raw mmap system call,
- * not libc's, whose memory hooks (UCX, Open MPI) take locks - they are not
- * told of this replacement. */
+ * not libc's, whose memory hooks (UCX, Open MPI) take locks.  The hooks
+ * learn of the change afterwards from a same-size mremap through libc: a
+ * no-op for the kernel that they see as the range being remapped (a second
+ * MAP_FIXED could clobber what the application mapped there meanwhile). */
 static int replace_stopped(uintptr_t a, size_t len, int prot, int mfd)
 {
 	int ret = uxp_freeze(uxp_timeout_ms("XPMEM_FREEZE_TIMEOUT_MS", 1000));
@@ -598,6 +600,9 @@ static int replace_stopped(uintptr_t a, size_t len, int prot, int mfd)
 	if (ret == 0 && syscall(SYS_mmap, a, len, prot, MAP_SHARED | MAP_FIXED, mfd, 0) == -1)
 		ret = -errno;
 	uxp_thaw();
+	if (ret == 0 && mremap((void *)a, len, len, 0) == MAP_FAILED)
+		uxp_debug("shm: telling memory hooks of converted %#lx+%#zx: %s", (unsigned long)a, len,
+			  strerror(errno));
 	/* not registered before (file-backed): no UNMAP event was raised; from
 	 * now on it is shared memory, watched like every converted range */
 	if (ret == 0 && watch_converted(a, len) < 0)
