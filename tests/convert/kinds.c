@@ -3,10 +3,9 @@
  * thread that keeps running and writing; converting .data stops the
  * exporter's threads without a system call of theirs noticing, and a
  * thread that cannot be stopped leaves .data a hole (SIGBUS, never stale
- * bytes); and fork: after the exporter
- * forked with converted heap/.bss ranges, the child's writes are not seen
- * by the parent nor the reverse, and the importer keeps following the
- * parent. */
+ * bytes); and fork: after the exporter forked with converted heap, .bss
+ * and .data ranges, the child's writes are not seen by the parent nor the
+ * reverse, and the importer keeps following the parent. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -175,12 +174,16 @@ START_TEST(t_fork)
 	peer_okv(&e, v, "static");
 	uintptr_t bss = (uintptr_t)v[0];
 	size_t bl = (size_t)v[1];
+	uintptr_t data = (uintptr_t)v[2];
+	size_t dl = (size_t)v[3];
 	const size_t hl = 256 * 1024;
 	uintptr_t h = (uintptr_t)peer_ok(&e, "memalign %zu", hl);
 	peer_ok(&e, "fill %#lx %zu 41", h, hl);
 	peer_ok(&e, "fill %#lx %zu 42", bss, bl);
+	peer_ok(&e, "fill %#lx %zu 43", data, dl);
 	char *ph = cv_attach(ap, h, hl), *pb = cv_attach(ap, bss, bl); /* converted now */
-	ck_assert(st_check(ph, hl, 41) == -1 && st_check(pb, bl, 42) == -1);
+	char *pd = cv_attach(ap, data, dl);
+	ck_assert(st_check(ph, hl, 41) == -1 && st_check(pb, bl, 42) == -1 && st_check(pd, dl, 43) == -1);
 	for (int round = 0; round < 3; round++) {
 		uint64_t ps = 400 + (uint64_t)round * 10; /* the parent's */
 		peer_ok(&e, "fill %#lx %zu %llu", h, hl, (unsigned long long)ps);
@@ -203,12 +206,22 @@ START_TEST(t_fork)
 		ck_assert(st_check(pb, bl, ps + 6) == -1);
 		st = (int)peer_ok(&e, "forkend");
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: .bss fork child status %#x", round, st);
+		peer_ok(&e, "fill %#lx %zu %llu", data, dl, (unsigned long long)ps + 2);
+		r = peer_cmd(&e, "fork 997 %llu %#lx %zu 0 0", (unsigned long long)ps + 2, data, dl);
+		ck_assert_msg(!strncmp(r, "ok", 2), "round %d: fork (.data): the child's writes reached the parent (%s)",
+			      round, r);
+		ck_assert_msg(st_check(pd, dl, ps + 2) == -1, "round %d: the importer sees the child's .data writes", round);
+		peer_ok(&e, "fill %#lx %zu %llu", data, dl, (unsigned long long)ps + 8);
+		ck_assert(st_check(pd, dl, ps + 8) == -1);
+		st = (int)peer_ok(&e, "forkend");
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: .data fork child status %#x", round, st);
 		/* and the importer's writes still reach the parent */
 		st_fill(ph, hl, ps + 7);
 		ck_assert_str_eq(peer_cmd(&e, "check %#lx %zu %llu", h, hl, (unsigned long long)ps + 7), "ok");
 	}
 	ck_assert_int_eq(xpmem_detach(ph), 0);
 	ck_assert_int_eq(xpmem_detach(pb), 0);
+	ck_assert_int_eq(xpmem_detach(pd), 0);
 	ck_assert_int_eq(xpmem_release(ap), 0);
 	peer_stop(&e);
 }
