@@ -48,7 +48,10 @@ struct att {
 	struct apid *ap;        /* referenced */
 	int own_vma;            /* we mapped [addr, addr+size) for it */
 	unsigned count;         /* arena pointers: attaches not yet detached */
+	uint64_t serial;        /* tells a record from a later one at the same address */
 };
+
+static uint64_t att_serial;
 
 static struct uxp_idtab apids; /* apid -> struct apid */
 static struct uxp_idtab atts;  /* address -> struct att */
@@ -484,7 +487,8 @@ static int attach_own_vma(struct apid *ap, uintptr_t x, size_t size, uintptr_t v
 		munmap(p, size);
 	if (ret == 0) {
 		*a = (struct att){ .addr = (uintptr_t)p, .size = size, .xaddr = x, .ap = ap,
-				   .own_vma = 1, .count = 1 };
+				   .own_vma = 1, .count = 1,
+				   .serial = __atomic_add_fetch(&att_serial, 1, __ATOMIC_RELAXED) };
 		ret = uxp_idtab_insert(&atts, a->addr, a);
 		if (ret < 0)
 			munmap(p, size);
@@ -669,7 +673,9 @@ static pthread_once_t refault_once = PTHREAD_ONCE_INIT;
 
 struct found {
 	uintptr_t addr;       /* in: faulting address */
-	struct att *att;      /* out, with a reference on att->ap */
+	struct att *att;      /* out: only compared, never dereferenced later */
+	struct apid *ap;      /* referenced */
+	uint64_t serial;
 	uintptr_t at, size, xaddr;
 };
 
@@ -681,9 +687,24 @@ static int find_att_hold(uint64_t key, void *obj, void *arg)
 	if (!a->own_vma || f->addr < a->addr || f->addr >= a->addr + a->size)
 		return 0;
 	ap_hold(a->ap);
-	*f = (struct found){ .addr = f->addr, .att = a, .at = a->addr, .size = a->size,
-			     .xaddr = a->xaddr };
+	*f = (struct found){ .addr = f->addr, .att = a, .ap = a->ap, .serial = a->serial,
+			     .at = a->addr, .size = a->size, .xaddr = a->xaddr };
 	return 1;
+}
+
+static __thread uint64_t seen_serial;
+
+static void note_serial(void *obj)
+{
+	seen_serial = ((struct att *)obj)->serial;
+}
+
+/* Is the attachment found still there (not detached, nor detached and
+ * replaced by another record that malloc placed at the same address)? */
+static int att_still_there(const struct found *f)
+{
+	seen_serial = 0;
+	return uxp_idtab_get(&atts, f->at, note_serial) == f->att && seen_serial == f->serial;
 }
 
 static void refault_wake(uintptr_t a, size_t len)
@@ -762,13 +783,13 @@ static void refault(uintptr_t addr)
 			refault_wake(page, uxp_page_size); /* detached: the retry faults normally */
 		return;
 	}
-	struct apid *ap = f.att->ap;
+	struct apid *ap = f.ap;
 	uintptr_t end = f.at + f.size - page > window ? page + window : f.at + f.size;
 	int ret = -EAGAIN;
 	for (int tries = 0; ret == -EAGAIN && tries < 8; tries++) {
 		pthread_mutex_lock(&ap->lock);
 		unsigned gen = ap->inval_gen;
-		int live = uxp_idtab_get(&atts, f.at, NULL) == f.att && !ap->revoked;
+		int live = att_still_there(&f) && !ap->revoked;
 		pthread_mutex_unlock(&ap->lock);
 		if (!live)
 			break;
@@ -779,7 +800,7 @@ static void refault(uintptr_t addr)
 	if (ret < 0) {
 		/* revoked, detached, or the exporter cannot say: SIGBUS, not a hang */
 		pthread_mutex_lock(&ap->lock);
-		if (uxp_idtab_get(&atts, f.at, NULL) == f.att)
+		if (att_still_there(&f))
 			mmap((void *)page, end - page, ap->prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE,
 			     uxp_hole_fd(), 0);
 		pthread_mutex_unlock(&ap->lock);
