@@ -4,6 +4,9 @@
  * call, the device opened with O_CLOEXEC exactly once under a lock, and
  * after fork (XPMEM_ERRNO_NOPROC) the inherited descriptor is closed and
  * replaced, never leaked.
+ *
+ * Revocation events (notice.c): make, remove, get and release tell the
+ * notice code; attach and detach never do.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,6 +15,7 @@
 #include <unistd.h>
 #include "uxp.h"
 #include "kernel.h"
+#include "notice.h"
 
 static int real_ioctl(int fd, unsigned long request, void *arg)
 {
@@ -132,6 +136,7 @@ static int kernel_make(uintptr_t vaddr, size_t size, int permit_type, uint64_t p
 	if (ret < 0)
 		return ret;
 	*segid = cmd.segid;
+	uxp_kn_made(cmd.segid, vaddr, size);
 	return 0;
 }
 
@@ -139,7 +144,10 @@ static int kernel_remove(xpmem_segid_t segid)
 {
 	struct xpmem_cmd_remove cmd = { .segid = segid };
 	int ret = xioctl("remove", XPMEM_CMD_REMOVE, &cmd);
-	return ret < 0 ? ret : 0;
+	if (ret < 0)
+		return ret;
+	uxp_kn_removed(segid); /* the module has zapped the attachments */
+	return 0;
 }
 
 static int kernel_get(xpmem_segid_t segid, int flags, int permit_type, uint64_t permit_value,
@@ -151,7 +159,10 @@ static int kernel_get(xpmem_segid_t segid, int flags, int permit_type, uint64_t 
 		.permit_type = permit_type,
 		.permit_value = permit_value, /* the module wants 0 */
 	};
+	/* watch the exporter before the ioctl: nothing said after it is missed */
+	void *ticket = uxp_kn_get_begin(segid);
 	int ret = xioctl("get", XPMEM_CMD_GET, &cmd);
+	uxp_kn_get_end(ticket, segid, ret < 0 ? 0 : cmd.apid);
 	if (ret < 0)
 		return ret;
 	*apid = cmd.apid;
@@ -162,7 +173,10 @@ static int kernel_release(xpmem_apid_t apid)
 {
 	struct xpmem_cmd_release cmd = { .apid = apid };
 	int ret = xioctl("release", XPMEM_CMD_RELEASE, &cmd);
-	return ret < 0 ? ret : 0;
+	if (ret < 0)
+		return ret;
+	uxp_kn_released(apid);
+	return 0;
 }
 
 static int kernel_attach(xpmem_apid_t apid, off_t offset, size_t size, uintptr_t vaddr, void **addr)
@@ -201,6 +215,12 @@ void uxp_kernel_reset(void)
 	pthread_mutex_init(&dev_lock, NULL);
 }
 
+static void kernel_fork_child(void)
+{
+	uxp_kernel_reset();
+	uxp_kn_fork_child();
+}
+
 const struct uxp_transport uxp_kernel_transport = {
 	.name = "kernel",
 	.description = "the XPMEM kernel module (/dev/xpmem)",
@@ -213,5 +233,5 @@ const struct uxp_transport uxp_kernel_transport = {
 	.release = kernel_release,
 	.attach = kernel_attach,
 	.detach = kernel_detach,
-	.fork_child = uxp_kernel_reset,
+	.fork_child = kernel_fork_child,
 };
