@@ -59,6 +59,7 @@
 #define MAX_USERS 64         /* importer connections per converted range */
 #define MAX_EXCLUDED 64      /* our own stacks, state and libraries' data */
 #define MAPS_BUF (4u << 20)  /* /proc/self/maps snapshot */
+#define SMAPS_BUF (64u << 10)
 
 /* A memfd backing converted memory; shared by the pieces a range splits into. */
 struct backing {
@@ -97,6 +98,7 @@ struct state {
 	unsigned ndeferred;
 	int snapshot[MAX_CONV];         /* fork: copies of conv[] for the child */
 	char maps[2][MAPS_BUF];         /* snapshots: converter's, notifier's */
+	char smaps[SMAPS_BUF];          /* the converter's window on /proc/self/smaps */
 };
 
 enum { MAPS_CONVERTER, MAPS_NOTIFIER };
@@ -506,31 +508,48 @@ static void restore_flags(uintptr_t a, size_t len, const char *vmflags)
 			 strerror(errno));
 }
 
-/* VmFlags of the VMA starting at start, from /proc/self/smaps (into buf). */
+/* VmFlags of the VMA starting at start, from /proc/self/smaps (into buf;
+ * converter thread).  The kernel walks the page tables of every VMA it
+ * prints, so this reads in large chunks, with no stdio, and stops at the
+ * VMA wanted. */
 static void vma_flags(uintptr_t start, char *buf, size_t len)
 {
-	char line[512];
 	char head[32];
-	buf[0] = '\0';
-	FILE *f = fopen("/proc/self/smaps", "re");
-	if (!f)
-		return;
-	int len_head = snprintf(head, sizeof(head), "%lx-", (unsigned long)start);
+	char *w = st->smaps;
+	size_t have = 0;
 	int in = 0;
-	while (fgets(line, sizeof(line), f)) {
-		if (!in && strncmp(line, head, (size_t)len_head) == 0)
-			in = 1;
-		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			size_t n = strlen(line + 8);
-			if (n > len - 2)
-				n = len - 2;
-			buf[0] = ' ';
-			memcpy(buf + 1, line + 8, n);
-			buf[n + 1] = '\0';
+	buf[0] = '\0';
+	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	size_t len_head = (size_t)snprintf(head, sizeof(head), "%lx-", (unsigned long)start);
+	for (;;) {
+		ssize_t n = read(fd, w + have, SMAPS_BUF - 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
 			break;
+		have += (size_t)n;
+		w[have] = '\0';
+		char *line = w, *nl;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			if (!in && strncmp(line, head, len_head) == 0) {
+				in = 1;
+			} else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+				snprintf(buf, len, " %s", line + 8);
+				close(fd);
+				return;
+			}
+			line = nl + 1;
 		}
+		/* keep the incomplete last line */
+		have = (size_t)(w + have - line);
+		memmove(w, line, have);
+		if (have == SMAPS_BUF - 1)
+			have = 0; /* a line this long is not one we want */
 	}
-	fclose(f);
+	close(fd);
 }
 
 static int prot_of(const char *perms)
