@@ -7,6 +7,9 @@
 extern int (*uxp_kernel_ioctl)(int fd, unsigned long request, void *arg);
 /* The device is opened through this pointer. */
 extern int (*uxp_kernel_open)(const char *path, int flags);
+/* pidfd_open(2) of revocation notices (notice.c): tests play a kernel
+ * without it. */
+extern int (*uxp_kernel_pidfd_open)(int pid);
 /* Path of the device: $XPMEM_KERNEL_DEVICE, default XPMEM_DEV_PATH. */
 const char *uxp_kernel_device_path(void);
 /* Forget the open descriptor (tests; the fork handler does this too). */

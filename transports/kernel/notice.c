@@ -41,6 +41,7 @@
 #include <sys/syscall.h>
 #include "uxp.h"
 #include "uxpmem.h"
+#include "kernel.h"
 #include "notice.h"
 
 #ifndef SYS_pidfd_open
@@ -170,9 +171,16 @@ static const char *kn_parse(const void *buf, ssize_t n, struct uxp_kn_msg *m)
 	return NULL;
 }
 
-static int kn_pidfd_open(pid_t pid)
+static int real_pidfd_open(int pid)
 {
 	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int (*uxp_kernel_pidfd_open)(int) = real_pidfd_open;
+
+static int kn_pidfd_open(pid_t pid)
+{
+	return uxp_kernel_pidfd_open((int)pid);
 }
 
 static int in_init_pidns(void)
