@@ -50,6 +50,7 @@ static const struct envvar {
 	{ "XPMEM_LOG_LEVEL", "none|error|warn|info|debug|trace (default error)" },
 	{ "XPMEM_LOG_FILE", "log destination (default stderr)" },
 	{ "XPMEM_KERNEL_DEVICE", "kernel transport device (default " XPMEM_DEV_PATH ")" },
+	{ "XPMEM_KERNEL_NOTICE_TIMEOUT_MS", "how long xpmem_remove waits for a full importer (default 1000)" },
 	{ "XPMEM_PLUGIN_DIR", "where transport plugins are searched" },
 	{ "XPMEM_SHM_SOCKET_DIR", "shm sockets as files here (default: abstract namespace)" },
 	{ "XPMEM_ARENA_SIZE", "arena reservation of the preload (default 64g)" },
@@ -348,9 +349,9 @@ static void print_env_text(bool verbose)
 	printf("\nenvironment:\n");
 	for (size_t i = 0; i < sizeof(envvars) / sizeof(envvars[0]); i++) {
 		const char *v = getenv(envvars[i].name);
-		printf("  %-28s %s\n", envvars[i].name, v ? v : "(unset)");
+		printf("  %-30s %s\n", envvars[i].name, v ? v : "(unset)");
 		if (verbose)
-			printf("  %-28s   %s\n", "", envvars[i].what);
+			printf("  %-30s   %s\n", "", envvars[i].what);
 	}
 }
 
