@@ -26,6 +26,11 @@ static void *library_thread(void *v)
 
 int uxp_thread_start(void *(*fn)(void *), void *arg, size_t stack_size)
 {
+	return uxp_thread_start_id(fn, arg, stack_size, NULL);
+}
+
+int uxp_thread_start_id(void *(*fn)(void *), void *arg, size_t stack_size, pthread_t *id)
+{
 	pthread_t th;
 	pthread_attr_t attr;
 	sigset_t all, old;
@@ -44,6 +49,8 @@ int uxp_thread_start(void *(*fn)(void *), void *arg, size_t stack_size)
 	pthread_attr_destroy(&attr);
 	while (ret == 0 && sem_wait(&s.registered) < 0)
 		; /* EINTR */
+	if (ret == 0 && id)
+		*id = th;
 	sem_destroy(&s.registered);
 	return -ret;
 }

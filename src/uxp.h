@@ -204,6 +204,8 @@ void uxp_revoke_fork_child(void);
 /* A detached library thread with every signal blocked; stack_size 0 for the
  * default.  0 or -errno. */
 int uxp_thread_start(void *(*fn)(void *), void *arg, size_t stack_size);
+/* The same, and the new thread's id in *id. */
+int uxp_thread_start_id(void *(*fn)(void *), void *arg, size_t stack_size, pthread_t *id);
 /* ---- stopping the application's threads (src/freeze.c) -----------------
  * uxp_freeze() parks every application thread at a signal safepoint (not
  * library threads, which never write application memory) and returns 0,

@@ -6,12 +6,14 @@
  * handed to the waiting application thread by sequence number; requests
  * and events go to exporter.c / importer.c.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -60,20 +62,87 @@ void uxp_conn_put(struct uxp_conn *c)
 	}
 }
 
-socklen_t uxp_svc_addr(pid_t pid, void *sa)
+/* The socket of process pid: "uxpmem.PID", or with a suffix the name it
+ * fell back to because another process had bound that one. */
+socklen_t uxp_svc_addr(pid_t pid, const char *suffix, void *sa)
 {
 	struct sockaddr_un *sun = sa;
 	const char *dir = uxp_env("XPMEM_SHM_SOCKET_DIR");
+	const char *dot = suffix ? "." : "";
 
+	suffix = suffix ? suffix : "";
 	memset(sun, 0, sizeof(*sun));
 	sun->sun_family = AF_UNIX;
 	if (dir) {
-		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/uxpmem.%d.sock", dir, (int)pid);
+		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/uxpmem.%d%s%s.sock", dir, (int)pid, dot,
+			 suffix);
 		return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(sun->sun_path) + 1);
 	}
 	/* abstract namespace: no file to clean up, reachable in this netns */
-	int n = snprintf(sun->sun_path + 1, sizeof(sun->sun_path) - 1, "uxpmem.%d", (int)pid);
+	int n = snprintf(sun->sun_path + 1, sizeof(sun->sun_path) - 1, "uxpmem.%d%s%s", (int)pid, dot,
+			 suffix);
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/* ---- a squatted name ------------------------------------------------------
+ * Anyone can bind "uxpmem.PID" before process PID does (abstract names have
+ * no owner).  Importers never talk to such an impostor (SO_PEERCRED), and
+ * the exporter then listens on "uxpmem.PID.<random>" and advertises the
+ * random part in its service thread's name ("uxp" + 12 hex digits, in
+ * /proc/PID/task/TID/comm): only a thread of process PID can set that. */
+#define ADVERT_PREFIX "uxp"
+#define ADVERT_HEX 12
+
+static pthread_t svc_thread;
+
+static int random_suffix(char *out)
+{
+	unsigned char r[ADVERT_HEX / 2];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return -EIO;
+	for (unsigned i = 0; i < sizeof(r); i++)
+		snprintf(out + 2 * i, 3, "%02x", r[i]);
+	return 0;
+}
+
+static int is_advert(const char *comm, char *suffix)
+{
+	size_t lp = strlen(ADVERT_PREFIX);
+	if (strncmp(comm, ADVERT_PREFIX, lp) != 0 || strspn(comm + lp, "0123456789abcdef") != ADVERT_HEX)
+		return 0;
+	memcpy(suffix, comm + lp, ADVERT_HEX);
+	suffix[ADVERT_HEX] = '\0';
+	return 1;
+}
+
+/* The suffix process pid advertises, if any (0 and suffix[] set). */
+static int advertised_suffix(pid_t pid, char *suffix)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -ENOENT;
+	int ret = -ENOENT;
+	struct dirent *e;
+	while (ret < 0 && (e = readdir(d))) {
+		char comm[32];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/comm", (int)pid, e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, comm, sizeof(comm) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n <= 0)
+			continue;
+		comm[n] = '\0';
+		comm[strcspn(comm, "\n")] = '\0';
+		if (is_advert(comm, suffix))
+			ret = 0;
+	}
+	closedir(d);
+	return ret;
 }
 
 static int peer_creds(int fd, struct uxp_conn *c)
@@ -345,7 +414,7 @@ int uxp_svc_ensure(void)
 			ret = uxp_fail(errno, "shm: epoll_create1: %s", strerror(errno));
 			goto out;
 		}
-		ret = uxp_thread_start(svc_main, (void *)(intptr_t)ep, 256 * 1024);
+		ret = uxp_thread_start_id(svc_main, (void *)(intptr_t)ep, 256 * 1024, &svc_thread);
 		if (ret < 0) {
 			close(ep);
 			ret = uxp_fail(-ret, "shm: cannot start the service thread: %s", strerror(-ret));
@@ -373,7 +442,7 @@ int uxp_svc_listen(void)
 	pthread_mutex_lock(&svc_lock);
 	if (svc_listen_fd >= 0)
 		goto out;
-	socklen_t len = uxp_svc_addr(getpid(), &sun);
+	socklen_t len = uxp_svc_addr(getpid(), NULL, &sun);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		ret = uxp_fail(errno, "shm: socket: %s", strerror(errno));
@@ -381,7 +450,18 @@ int uxp_svc_listen(void)
 	}
 	if (sun.sun_path[0])
 		unlink(sun.sun_path); /* left by a dead process with our pid */
-	if (bind(fd, (struct sockaddr *)&sun, len) < 0 || listen(fd, 4096) < 0) {
+	int bound = bind(fd, (struct sockaddr *)&sun, len) == 0;
+	char suffix[ADVERT_HEX + 1], name[16];
+	if (!bound && errno == EADDRINUSE && random_suffix(suffix) == 0) {
+		uxp_warn("shm: %s%s is bound by another process: listening on a name of our own, "
+			 "advertised in the service thread's name", sun.sun_path[0] ? "" : "@",
+			 sun.sun_path[0] ? sun.sun_path : sun.sun_path + 1);
+		len = uxp_svc_addr(getpid(), suffix, &sun);
+		snprintf(name, sizeof(name), "%s%s", ADVERT_PREFIX, suffix);
+		bound = bind(fd, (struct sockaddr *)&sun, len) == 0 &&
+			pthread_setname_np(svc_thread, name) == 0;
+	}
+	if (!bound || listen(fd, 4096) < 0) {
 		ret = -errno;
 		uxp_error("shm: cannot listen on %s%s: %s", sun.sun_path[0] ? "" : "@",
 			  sun.sun_path[0] ? sun.sun_path : sun.sun_path + 1, strerror(errno));
@@ -425,10 +505,14 @@ static struct uxp_conn *cached_conn(pid_t pid)
 	return NULL;
 }
 
-static int connect_to(pid_t pid, int *out)
+/* A connection to the socket of pid, served by pid itself (never talk to
+ * an impostor that bound the name). */
+static int connect_name(pid_t pid, const char *suffix, int *out)
 {
 	struct sockaddr_un sun;
-	socklen_t len = uxp_svc_addr(pid, &sun);
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	socklen_t len = uxp_svc_addr(pid, suffix, &sun);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return uxp_fail(errno, "shm: socket: %s", strerror(errno));
@@ -437,8 +521,24 @@ static int connect_to(pid_t pid, int *out)
 		close(fd);
 		return uxp_fail(ENOENT, "shm: no exporter process %d (%s)", (int)pid, strerror(e));
 	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 || cr.pid != pid) {
+		uxp_warn("shm: socket of pid %d is served by pid %d (uid %d): refusing", (int)pid,
+			 (int)cr.pid, (int)cr.uid);
+		close(fd);
+		return -ENOENT;
+	}
 	*out = fd;
 	return 0;
+}
+
+static int connect_to(pid_t pid, int *out)
+{
+	char suffix[ADVERT_HEX + 1];
+	int ret = connect_name(pid, NULL, out);
+	if (ret == 0 || advertised_suffix(pid, suffix) < 0)
+		return ret;
+	uxp_debug("shm: pid %d listens on the name it advertises (.%s)", (int)pid, suffix);
+	return connect_name(pid, suffix, out);
 }
 
 int uxp_svc_connect(pid_t pid, struct uxp_conn **out)
@@ -461,12 +561,8 @@ int uxp_svc_connect(pid_t pid, struct uxp_conn **out)
 		goto out;
 	}
 	ret = peer_creds(fd, c);
-	if (ret == 0 && c->peer_pid != pid) {
-		/* someone else bound the name: never talk to an impostor */
-		uxp_warn("shm: socket of pid %d is served by pid %d (uid %d): refusing",
-			 (int)pid, (int)c->peer_pid, (int)c->peer_uid);
-		ret = -ENOENT;
-	}
+	if (ret == 0 && c->peer_pid != pid)
+		ret = -ENOENT; /* checked in connect_name: cannot change */
 	if (ret == 0)
 		ret = conn_register(c);
 	if (ret < 0) {

@@ -51,7 +51,7 @@ void uxp_conn_put(struct uxp_conn *c);
 /* Forget everything inherited from the parent (forked child). */
 void uxp_svc_fork_child(void);
 /* Socket address of pid's service; returns its length. */
-socklen_t uxp_svc_addr(pid_t pid, void *sockaddr_un);
+socklen_t uxp_svc_addr(pid_t pid, const char *suffix, void *sockaddr_un);
 
 /* ---- exporter side (exporter.c), called by the service thread ---------- */
 void uxp_exp_handle(struct uxp_conn *c, const struct uxp_msg *m);
