@@ -150,6 +150,18 @@ void tu_require_libc_malloc(void)
 #endif
 }
 
+int tu_threads_stoppable(const char *what)
+{
+#ifdef __SANITIZE_THREAD__
+	fprintf(stderr, "SKIP %s: ThreadSanitizer's own thread blocks every signal: the exporter's threads "
+		"cannot all be stopped, so its .data is not converted\n", what);
+	return 0;
+#else
+	(void)what;
+	return 1;
+#endif
+}
+
 int tu_under_valgrind(void)
 {
 	const char *v = getenv("UXP_VALGRIND");

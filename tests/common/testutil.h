@@ -27,6 +27,11 @@ void tu_require_preload(void);
 /* Programs that test glibc malloc's behaviour (munmap on free, the mmap
  * threshold) skip (exit 77) in sanitizer builds, whose allocator replaces it. */
 void tu_require_libc_malloc(void);
+/* 0 (and why on stderr) when this program's threads cannot all be stopped
+ * at a signal: ThreadSanitizer's runtime has a thread of its own that
+ * blocks every signal, so an exporter built with it never converts .data
+ * (tests of .data skip there). */
+int tu_threads_stoppable(const char *what);
 /* 1 when running under valgrind (UXP_VALGRIND=1, set by tests/sanitize.sh). */
 int tu_under_valgrind(void);
 /* Path of a file in the build tree ($UXP_BUILDDIR or "."). */
