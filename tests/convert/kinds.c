@@ -49,31 +49,56 @@ START_TEST(t_bss_mstack)
 }
 END_TEST
 
+/* An exporter, an apid for all of it, and its .data area. */
+struct dpeer {
+	struct peer e;
+	xpmem_apid_t ap;
+	uintptr_t data;
+	size_t dl;
+};
+
+static void data_start(struct dpeer *d)
+{
+	long long v[4];
+	cv_start(&d->e);
+	d->ap = cv_get_all(&d->e, NULL);
+	peer_okv(&d->e, v, "static");
+	d->data = (uintptr_t)v[2];
+	d->dl = (size_t)v[3];
+}
+
+/* Attach the exporter's .data: converted, not a hole. */
+static char *data_attach(struct dpeer *d, const char *what)
+{
+	uint64_t w;
+	char *pd = cv_attach(d->ap, d->data, d->dl);
+	ck_assert_msg(cv_rd(pd, &w) == 0, "%s: the exporter's .data is a hole (signal on touch)", what);
+	return pd;
+}
+
+static void data_stop(struct dpeer *d, char *pd)
+{
+	ck_assert_int_eq(xpmem_detach(pd), 0);
+	ck_assert_int_eq(xpmem_release(d->ap), 0);
+	peer_stop(&d->e);
+}
+
 START_TEST(t_data)
 {
 	if (!tu_threads_stoppable("t_data"))
 		return;
-	struct peer e;
-	cv_start(&e);
-	xpmem_apid_t ap = cv_get_all(&e, NULL);
-	long long v[4];
-	peer_okv(&e, v, "static");
-	uintptr_t data = (uintptr_t)v[2];
-	size_t dl = (size_t)v[3];
-	ck_assert_int_eq(peer_ok(&e, "hooked %#lx %zu", data, dl), 0);
-	char *pd = cv_attach(ap, data, dl);
-	uint64_t w;
-	ck_assert_msg(cv_rd(pd, &w) == 0, "the exporter's .data is a hole (signal on touch)");
+	struct dpeer d;
+	data_start(&d);
+	ck_assert_int_eq(peer_ok(&d.e, "hooked %#lx %zu", d.data, d.dl), 0);
+	char *pd = data_attach(&d, "t_data");
 	/* the exporter's memory hooks were told (as an mremap of the range) */
-	ck_assert_int_eq(peer_ok(&e, "hooked %#lx %zu", data, dl), 1);
-	both_ways(&e, pd, data, dl, 41, ".data");
-	peer_ok(&e, "wr %#lx 78", data + 8192);
+	ck_assert_int_eq(peer_ok(&d.e, "hooked %#lx %zu", d.data, d.dl), 1);
+	both_ways(&d.e, pd, d.data, d.dl, 41, ".data");
+	peer_ok(&d.e, "wr %#lx 78", d.data + 8192);
 	ck_assert(*(volatile uint64_t *)(pd + 8192) == 78);
 	*(volatile uint64_t *)(pd + 4096 + 8) = 79;
-	ck_assert_int_eq(peer_ok(&e, "rd %#lx", data + 4096 + 8), 79);
-	ck_assert_int_eq(xpmem_detach(pd), 0);
-	ck_assert_int_eq(xpmem_release(ap), 0);
-	peer_stop(&e);
+	ck_assert_int_eq(peer_ok(&d.e, "rd %#lx", d.data + 4096 + 8), 79);
+	data_stop(&d, pd);
 }
 END_TEST
 
@@ -83,21 +108,15 @@ START_TEST(t_data_syscall)
 {
 	if (!tu_threads_stoppable("t_data_syscall"))
 		return;
-	struct peer e;
-	cv_start(&e);
-	xpmem_apid_t ap = cv_get_all(&e, NULL);
+	struct dpeer d;
 	long long v[4];
-	peer_okv(&e, v, "static");
-	peer_ok(&e, "pipewait");
-	char *pd = cv_attach(ap, (uintptr_t)v[2], (size_t)v[3]);
-	uint64_t w;
-	ck_assert_msg(cv_rd(pd, &w) == 0, "the exporter's .data is a hole (signal on touch)");
-	peer_okv(&e, v, "pipefeed 7");
+	data_start(&d);
+	peer_ok(&d.e, "pipewait");
+	char *pd = data_attach(&d, "t_data_syscall");
+	peer_okv(&d.e, v, "pipefeed 7");
 	ck_assert_msg(v[0] == 7 && v[1] == 0, "the blocked read(2) returned %lld (errno %lld), want 7 bytes",
 		      v[0], v[1]);
-	ck_assert_int_eq(xpmem_detach(pd), 0);
-	ck_assert_int_eq(xpmem_release(ap), 0);
-	peer_stop(&e);
+	data_stop(&d, pd);
 }
 END_TEST
 
@@ -108,26 +127,18 @@ START_TEST(t_data_unstoppable)
 {
 	if (!tu_threads_stoppable("t_data_unstoppable"))
 		return;
-	struct peer e;
-	cv_start(&e);
-	xpmem_apid_t ap = cv_get_all(&e, NULL);
-	long long v[4];
-	peer_okv(&e, v, "static");
-	uintptr_t data = (uintptr_t)v[2];
-	size_t dl = (size_t)v[3];
-	peer_ok(&e, "fill %#lx %zu 51", data, dl);
-	peer_ok(&e, "sigblock");
-	char *pd = cv_attach(ap, data, dl);
+	struct dpeer d;
 	uint64_t w;
+	data_start(&d);
+	peer_ok(&d.e, "fill %#lx %zu 51", d.data, d.dl);
+	peer_ok(&d.e, "sigblock");
+	char *pd = cv_attach(d.ap, d.data, d.dl);
 	ck_assert_int_eq(cv_rd(pd, &w), SIGBUS);
 	ck_assert_int_eq(xpmem_detach(pd), 0);
-	peer_ok(&e, "sigblockstop");
-	pd = cv_attach(ap, data, dl);
-	ck_assert_msg(cv_rd(pd, &w) == 0, "after the thread ended .data is still a hole");
-	ck_assert_msg(st_check(pd, dl, 51) == -1, ".data converted late does not hold the exporter's data");
-	ck_assert_int_eq(xpmem_detach(pd), 0);
-	ck_assert_int_eq(xpmem_release(ap), 0);
-	peer_stop(&e);
+	peer_ok(&d.e, "sigblockstop");
+	pd = data_attach(&d, "after the unstoppable thread ended");
+	ck_assert_msg(st_check(pd, d.dl, 51) == -1, ".data converted late does not hold the exporter's data");
+	data_stop(&d, pd);
 }
 END_TEST
 
