@@ -41,6 +41,7 @@ has '^# plain exporter: pid [0-9]+, no arena preload \(arena not active\), glibc
 has '^ +size +iters +first touch +p10-p90 +p99$'
 has '^ +size +iters +attach +p10-p90 +attach/MiB +p10-p90 +stall +p10-p90$'
 has '^# target attach/MiB < 0.5 ms: 4 KiB '
+has '^## convert-file: attach of a private writable file mapping '
 has '^ +size +iters +plain +p10-p90 +p99 +exported +p10-p90 +p99 +extra +extra p99$'
 has '^ +size +iters +remove cb +p10-p90 +p99 +remove fd +p10-p90 +p99 +inval cb +p10-p90 +p99 +inval fd +p10-p90 +p99$'
 has '^ +4 KiB +50 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +-?[0-9.]+ +-?[0-9.]+$'

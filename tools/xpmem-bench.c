@@ -88,6 +88,7 @@ struct hello {
 enum {
 	CMD_QUIT = 1,
 	CMD_FRESH,               /* a: size: malloc a fresh buffer, fill it, start the writer */
+	CMD_FRESH_FILE,          /* the same with a private writable mapping of a file (as .data) */
 	CMD_FREE_FRESH,          /* a, b: attach window (ns): stop the writer (answer: its
 				  * longest stall within), free the buffer */
 	CMD_MAP,                 /* a: size: mmap anonymous private memory, fill it */
@@ -484,16 +485,18 @@ static int need_queue(struct bench *b)
 	return 0;
 }
 
-/* convert: the plain exporter mallocs a fresh buffer and a writer thread
- * stores into it without pause; we attach it (the exporter converts it in
- * place).  Columns: attach (ms), attach per MiB, the writer's longest
- * stall (ms, measured in the exporter). */
-static int conv_attach(struct bench *b, size_t size, unsigned n, double *out)
+/* convert: the plain exporter mallocs a fresh buffer (op CMD_FRESH), or
+ * maps a file privately like .data (CMD_FRESH_FILE: converted with every
+ * thread stopped), and a writer thread stores into it without pause; we
+ * attach it (the exporter converts it in place).  Columns: attach (ms),
+ * attach per MiB, the writer's longest stall (ms, measured in the
+ * exporter). */
+static int conv_attach_op(struct bench *b, int op, size_t size, unsigned n, double *out)
 {
 	double *per_mib = b->more[0], *stall = b->more[1];
 	for (unsigned i = 0; i < n; i++) {
 		struct answer a, s;
-		int ret = pl_call(b, CMD_FRESH, size, 0, &a);
+		int ret = pl_call(b, op, size, 0, &a);
 		if (ret == -EEXIST)
 			fprintf(stderr, "xpmem-bench: convert: the plain exporter's malloc returned "
 				"memory that is converted already\n");
@@ -520,6 +523,16 @@ static int conv_attach(struct bench *b, size_t size, unsigned n, double *out)
 		stall[i] = s.stall / 1e3;
 	}
 	return (int)n;
+}
+
+static int conv_attach(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return conv_attach_op(b, CMD_FRESH, size, n, out);
+}
+
+static int conv_attach_file(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return conv_attach_op(b, CMD_FRESH_FILE, size, n, out);
 }
 
 /* munmap in the plain exporter of memory nobody attached. */
@@ -729,6 +742,15 @@ static const struct test tests[] = {
 		   "while its writer thread stores",
 	  .unit = "ms", .per_op = true, .budget = 256 * MiB, .lo = 3, .hi = 20,
 	  .cols = { { "attach", conv_attach, NEED_CONVERT },
+		    { "attach/MiB", NULL, NEED_CONVERT, 1 },
+		    { "stall", NULL, NEED_CONVERT, 1 } },
+	  .targets = { { "attach/MiB", 0, true, 0.5 } },
+	  .sizes = "1m,16m,64m" },
+	{ .name = "convert-file",
+	  .title = "attach of a private writable file mapping (like .data) of the plain exporter "
+		   "(converted with all its threads stopped) while its writer thread stores",
+	  .unit = "ms", .per_op = true, .budget = 256 * MiB, .lo = 3, .hi = 20,
+	  .cols = { { "attach", conv_attach_file, NEED_CONVERT },
 		    { "attach/MiB", NULL, NEED_CONVERT, 1 },
 		    { "stall", NULL, NEED_CONVERT, 1 } },
 	  .targets = { { "attach/MiB", 0, true, 0.5 } },
@@ -1385,6 +1407,7 @@ static struct writer {
 	pthread_t th;
 	char *buf;
 	size_t size;
+	bool mapped;             /* buf is a file mapping (munmap it), else malloc'ed */
 	volatile int stop;
 	volatile int started;    /* the first store is done */
 	bool running;
@@ -1443,7 +1466,10 @@ static void writer_stop(struct answer *a, double from, double to)
 		uint64_t n = wr.writes / npages + (i < wr.writes % npages);
 		a->lost += (unsigned char)wr.buf[i * PAGE] != (unsigned char)(FILL + n);
 	}
-	free(wr.buf);
+	if (wr.mapped)
+		munmap(wr.buf, wr.size);
+	else
+		free(wr.buf);
 	wr.buf = NULL;
 }
 
@@ -1466,13 +1492,38 @@ static bool converted(const void *p, size_t len)
 	return conv;
 }
 
+/* size bytes of a new unlinked temporary file, mapped private and
+ * writable (the kind of mapping .data is); NULL with errno. */
+static void *map_private_file(size_t size)
+{
+	char path[] = "/tmp/xpmem-bench.XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return NULL;
+	unlink(path);
+	void *p = MAP_FAILED;
+	if (ftruncate(fd, (off_t)size) == 0)
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return p == MAP_FAILED ? NULL : p;
+}
+
 static void exporter_do(const struct hello *h, const struct cmd *c, struct answer *a)
 {
 	void *p;
 	switch (c->op) {
 	case CMD_FRESH: /* glibc malloc: a fresh mapping (see the mmap threshold) */
+	case CMD_FRESH_FILE: /* a file mapped private and writable, as .data is */
 		writer_stop(a, 0, 0);
-		if (posix_memalign(&p, PAGE, c->a)) {
+		if (c->op == CMD_FRESH_FILE) {
+			p = map_private_file(c->a);
+			if (!p) {
+				a->err = errno;
+				break;
+			}
+		} else if (posix_memalign(&p, PAGE, c->a)) {
 			a->err = ENOMEM;
 			break;
 		}
@@ -1482,10 +1533,12 @@ static void exporter_do(const struct hello *h, const struct cmd *c, struct answe
 			break;
 		}
 		memset(p, FILL, c->a);
-		wr = (struct writer){ .buf = p, .size = c->a };
+		wr = (struct writer){ .buf = p, .size = c->a, .mapped = c->op == CMD_FRESH_FILE };
 		a->err = pthread_create(&wr.th, NULL, writer_main, &wr);
 		wr.running = a->err == 0;
-		if (a->err)
+		if (a->err && wr.mapped)
+			munmap(p, c->a);
+		else if (a->err)
 			free(p);
 		else /* the writer is storing before the importer attaches */
 			while (!__atomic_load_n(&wr.started, __ATOMIC_ACQUIRE))
@@ -1812,14 +1865,14 @@ static void usage(FILE *f)
 		"invalidation) spawn a second, plain exporter without the preload.\n"
 		"  -t, --tests=T[,T]       tests to run (default: all):\n");
 	for (size_t i = 0; i < NTESTS; i++)
-		fprintf(f, "                            %-8s %s%s%s%s\n", tests[i].name,
+		fprintf(f, "                            %-12s %s%s%s%s\n", tests[i].name,
 			tests[i].title, ncols(&tests[i]) ? "" : " (n/a: ",
 			ncols(&tests[i]) ? "" : tests[i].na ? tests[i].na : "not implemented",
 			ncols(&tests[i]) ? "" : ")");
 	fprintf(f,
 		"  -s, --sizes=S[,S]       sizes, k/m/g suffixes, for every test (default\n"
-		"                          4k,64k,1m,64m; convert 1m,16m,64m, munmap 4k,64k,1m,\n"
-		"                          revoke 4k,1m)\n"
+		"                          4k,64k,1m,64m; convert and convert-file 1m,16m,64m,\n"
+		"                          munmap 4k,64k,1m, revoke 4k,1m)\n"
 		"  -n, --iterations=N      iterations per repetition (default: per test and size)\n"
 		"  -r, --repetitions=R     repetitions (default 5), after one warm-up\n"
 		"  -T, --transport=NAME    set XPMEM_TRANSPORT for both peers\n"
