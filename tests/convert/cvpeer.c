@@ -49,6 +49,7 @@
 #include <uxpmem.h>
 #include "testutil.h"
 #include "cvtest.h"
+#include "peerutil.h"
 
 static char bss_area[16 * 4096] __attribute__((aligned(4096)));
 static char data_area[4 * 4096] __attribute__((aligned(4096))) = { 1 };
@@ -68,12 +69,6 @@ static void reply(const char *fmt, ...)
 	out[n++] = '\n';
 	if (tu_write_all(1, out, (size_t)n) < 0)
 		_exit(3);
-}
-
-static unsigned long long num(char **save)
-{
-	char *t = strtok_r(NULL, " \t\n", save);
-	return t ? strtoull(t, NULL, 0) : 0;
 }
 
 static void fill(void *p, size_t len, uint64_t seed)
@@ -216,43 +211,6 @@ static void *sb_main(void *unused)
 	return NULL;
 }
 
-/* ---- CAS workers (UCX FIFO) ---- */
-struct cas_job {
-	volatile uint64_t *ctr;
-	long n;
-};
-static pthread_t cas_threads[16];
-static struct cas_job cas_jobs[16];
-static int cas_nthreads;
-
-static void *cas_worker(void *arg)
-{
-	struct cas_job *j = arg;
-	for (long i = 0; i < j->n; i++) {
-		uint64_t old = __atomic_load_n(j->ctr, __ATOMIC_RELAXED);
-		while (!__atomic_compare_exchange_n(j->ctr, &old, old + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-			;
-	}
-	return NULL;
-}
-
-static unsigned long long maxaddr(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	unsigned long long lo, hi, top = 0;
-	char line[512];
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx-%llx", &lo, &hi) != 2 || strstr(line, "[vsyscall]"))
-			continue;
-		if (hi > top)
-			top = hi;
-	}
-	fclose(f);
-	return top;
-}
-
 /* ---- fork ---- */
 static pid_t fork_pid;
 static int fork_go = -1;
@@ -332,26 +290,26 @@ int main(void)
 			reply("ok");
 			exit(0);
 		} else if (!strcmp(cmd, "make")) {
-			unsigned long long va = num(&save), sz = num(&save), mode = num(&save);
+			unsigned long long va = pu_num(&save), sz = pu_num(&save), mode = pu_num(&save);
 			xpmem_segid_t s = xpmem_make((void *)(uintptr_t)va, (size_t)sz, XPMEM_PERMIT_MODE,
 						     (void *)(uintptr_t)mode);
 			s == -1 ? reply("err %d", errno) : reply("ok %lld", (long long)s);
 		} else if (!strcmp(cmd, "remove")) {
-			xpmem_remove((long long)num(&save)) ? reply("err %d", errno) : reply("ok");
+			xpmem_remove((long long)pu_num(&save)) ? reply("err %d", errno) : reply("ok");
 		} else if (!strcmp(cmd, "malloc")) {
-			void *m = malloc(num(&save));
+			void *m = malloc(pu_num(&save));
 			m ? reply("ok %#lx", (unsigned long)m) : reply("err %d", errno);
 		} else if (!strcmp(cmd, "memalign")) {
 			void *m = NULL;
-			int e = posix_memalign(&m, 4096, num(&save));
+			int e = posix_memalign(&m, 4096, pu_num(&save));
 			e ? reply("err %d", e) : reply("ok %#lx", (unsigned long)m);
 		} else if (!strcmp(cmd, "free")) {
-			free((void *)(uintptr_t)num(&save));
+			free((void *)(uintptr_t)pu_num(&save));
 			reply("ok");
 		} else if (!strcmp(cmd, "freemalloc")) {
-			void *old = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			uint64_t seed = num(&save);
+			void *old = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			uint64_t seed = pu_num(&save);
 			free(old);
 			void *m = malloc(sz);
 			if (!m) {
@@ -361,38 +319,38 @@ int main(void)
 			fill(m, sz, seed);
 			reply("ok %#lx %d", (unsigned long)m, m == old);
 		} else if (!strcmp(cmd, "fill")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			fill(a, sz, num(&save));
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			fill(a, sz, pu_num(&save));
 			reply("ok");
 		} else if (!strcmp(cmd, "check")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			long bad = check(a, sz, num(&save));
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			long bad = check(a, sz, pu_num(&save));
 			bad < 0 ? reply("ok") : reply("bad %ld", bad);
 		} else if (!strcmp(cmd, "zero")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			long bad = check_zero(a, num(&save));
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			long bad = check_zero(a, pu_num(&save));
 			bad < 0 ? reply("ok") : reply("bad %ld", bad);
 		} else if (!strcmp(cmd, "rd")) {
-			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)num(&save);
+			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)pu_num(&save);
 			unsigned char b;
 			int sig = tu_probe_read(a, &b);
 			sig ? reply("sig %d", sig) : reply("ok %llu", (unsigned long long)*a);
 		} else if (!strcmp(cmd, "wr")) {
-			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)num(&save);
-			uint64_t v = num(&save);
+			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)pu_num(&save);
+			uint64_t v = pu_num(&save);
 			*a = v;
 			reply("ok");
 		} else if (!strcmp(cmd, "mmapanon") || !strcmp(cmd, "mmapshared")) {
-			size_t sz = num(&save);
+			size_t sz = pu_num(&save);
 			int fl = cmd[4] == 'a' ? MAP_PRIVATE : MAP_SHARED;
 			void *m = mmap(NULL, sz, PROT_READ | PROT_WRITE, fl | MAP_ANONYMOUS, -1, 0);
 			m == MAP_FAILED ? reply("err %d", errno) : reply("ok %#lx", (unsigned long)m);
 		} else if (!strcmp(cmd, "mmapfixed")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			uint64_t seed = num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			uint64_t seed = pu_num(&save);
 			void *m = mmap(a, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 			if (m == MAP_FAILED) {
 				reply("err %d", errno);
@@ -401,12 +359,12 @@ int main(void)
 			fill(m, sz, seed);
 			reply("ok %#lx", (unsigned long)m);
 		} else if (!strcmp(cmd, "munmap")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
 			munmap(a, sz) ? reply("err %d", errno) : reply("ok");
 		} else if (!strcmp(cmd, "mremap")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
 			/* a fresh destination, far from the old range */
 			void *dst = mmap(NULL, sz, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 			if (dst == MAP_FAILED) {
@@ -416,8 +374,8 @@ int main(void)
 			void *m = mremap(a, sz, sz, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
 			m == MAP_FAILED ? reply("err %d", errno) : reply("ok %#lx", (unsigned long)m);
 		} else if (!strcmp(cmd, "madv")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
 			if (madvise(a, sz, MADV_DONTNEED)) {
 				reply("err %d", errno);
 				continue;
@@ -447,7 +405,7 @@ int main(void)
 			pthread_mutex_unlock(&stk_mu);
 			reply("ok %llu", (unsigned long long)stk_count);
 		} else if (!strcmp(cmd, "ctrstart")) {
-			int nt = (int)num(&save);
+			int nt = (int)pu_num(&save);
 			if (nt < 1 || nt > CV_NT) {
 				reply("err %d", EINVAL);
 				continue;
@@ -495,12 +453,12 @@ int main(void)
 					}
 			reply("ok %llu %llu %llu %llu", mism, lost, total, wsum);
 		} else if (!strcmp(cmd, "fork")) {
-			uint64_t seed = num(&save), pseed = num(&save);
+			uint64_t seed = pu_num(&save), pseed = pu_num(&save);
 			struct region r[2];
 			int nr = 0;
 			for (; nr < 2; nr++) {
-				r[nr].a = (char *)(uintptr_t)num(&save);
-				r[nr].sz = num(&save);
+				r[nr].a = (char *)(uintptr_t)pu_num(&save);
+				r[nr].sz = pu_num(&save);
 				if (!r[nr].a)
 					break;
 			}
@@ -547,17 +505,9 @@ int main(void)
 			int st = tu_wait_child(fork_pid, 20000);
 			reply("ok %d", st);
 		} else if (!strcmp(cmd, "cas")) {
-			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)num(&save);
-			long n = (long)num(&save);
-			int nt = (int)num(&save);
-			if (nt > 16)
-				nt = 16;
-			cas_nthreads = nt;
-			for (int i = 0; i < nt; i++) {
-				cas_jobs[i].ctr = a;
-				cas_jobs[i].n = n;
-				pthread_create(&cas_threads[i], NULL, cas_worker, &cas_jobs[i]);
-			}
+			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)pu_num(&save);
+			long n = (long)pu_num(&save);
+			pu_cas_start(a, n, (int)pu_num(&save));
 			reply("ok");
 		} else if (!strcmp(cmd, "pipewait")) {
 			if (pipe(pw_fd) || pthread_create(&pw_th, NULL, pw_main, NULL)) {
@@ -566,7 +516,7 @@ int main(void)
 			}
 			reply("ok");
 		} else if (!strcmp(cmd, "pipefeed")) {
-			size_t n = num(&save);
+			size_t n = pu_num(&save);
 			static const char bytes[64] = "0123456789";
 			if (n > sizeof(bytes) || write(pw_fd[1], bytes, n) != (ssize_t)n) {
 				reply("err %d", errno ? errno : EINVAL);
@@ -588,16 +538,14 @@ int main(void)
 			pthread_join(sb_th, NULL);
 			reply("ok");
 		} else if (!strcmp(cmd, "join")) {
-			for (int i = 0; i < cas_nthreads; i++)
-				pthread_join(cas_threads[i], NULL);
-			cas_nthreads = 0;
+			pu_cas_join();
 			reply("ok");
 		} else if (!strcmp(cmd, "hooked")) {
-			uintptr_t a = (uintptr_t)num(&save);
-			size_t sz = num(&save);
+			uintptr_t a = (uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
 			reply("ok %d", hooked(a, sz));
 		} else if (!strcmp(cmd, "maxaddr")) {
-			reply("ok %#llx", maxaddr());
+			reply("ok %#llx", pu_maxaddr());
 		} else {
 			reply("err %d", ENOSYS);
 		}

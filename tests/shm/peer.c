@@ -4,7 +4,6 @@
  * Numbers are accepted in decimal or 0x-hex.  Uses only the public API. */
 #include <dlfcn.h>
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -15,6 +14,7 @@
 #include <sys/mman.h>
 #include <xpmem.h>
 #include "shmtest.h"
+#include "peerutil.h"
 
 /* A page-aligned .bss and .data area (Sandia OpenSHMEM exports these). */
 static char bss_area[16 * 4096] __attribute__((aligned(4096)));
@@ -29,50 +29,6 @@ static void reply(const char *fmt, ...)
 	va_end(ap);
 	putchar('\n');
 	fflush(stdout);
-}
-
-static unsigned long long num(char **save)
-{
-	char *t = strtok_r(NULL, " \t\n", save);
-	return t ? strtoull(t, NULL, 0) : 0;
-}
-
-/* ---- CAS workers ---- */
-struct cas_job {
-	volatile uint64_t *ctr;
-	long n;
-};
-static pthread_t cas_threads[64];
-static struct cas_job cas_jobs[64];
-static int cas_nthreads;
-
-static void *cas_worker(void *arg)
-{
-	struct cas_job *j = arg;
-	for (long i = 0; i < j->n; i++) {
-		uint64_t old = __atomic_load_n(j->ctr, __ATOMIC_RELAXED);
-		while (!__atomic_compare_exchange_n(j->ctr, &old, old + 1, 0, __ATOMIC_SEQ_CST,
-						    __ATOMIC_RELAXED))
-			;
-	}
-	return NULL;
-}
-
-static unsigned long long maxaddr(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	unsigned long long lo, hi, top = 0;
-	char line[512];
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx-%llx", &lo, &hi) != 2 || strstr(line, "[vsyscall]"))
-			continue;
-		if (hi > top)
-			top = hi;
-	}
-	fclose(f);
-	return top;
 }
 
 int main(void)
@@ -96,49 +52,49 @@ int main(void)
 			int v = xpmem_version();
 			v < 0 ? reply("err %d", errno) : reply("ok %d", v);
 		} else if (!strcmp(cmd, "make")) {
-			unsigned long long va = num(&save), sz = num(&save), mode = num(&save);
+			unsigned long long va = pu_num(&save), sz = pu_num(&save), mode = pu_num(&save);
 			xpmem_segid_t s = xpmem_make((void *)(uintptr_t)va, (size_t)sz, XPMEM_PERMIT_MODE,
 						     (void *)(uintptr_t)mode);
 			s == -1 ? reply("err %d", errno) : reply("ok %lld", (long long)s);
 		} else if (!strcmp(cmd, "remove")) {
-			long long s = (long long)num(&save);
+			long long s = (long long)pu_num(&save);
 			xpmem_remove(s) ? reply("err %d", errno) : reply("ok");
 		} else if (!strcmp(cmd, "get")) {
-			long long s = (long long)num(&save);
-			int fl = (int)num(&save);
+			long long s = (long long)pu_num(&save);
+			int fl = (int)pu_num(&save);
 			xpmem_apid_t a = xpmem_get(s, fl, XPMEM_PERMIT_MODE, NULL);
 			a == -1 ? reply("err %d", errno) : reply("ok %lld", (long long)a);
 		} else if (!strcmp(cmd, "release")) {
-			long long a = (long long)num(&save);
+			long long a = (long long)pu_num(&save);
 			xpmem_release(a) ? reply("err %d", errno) : reply("ok");
 		} else if (!strcmp(cmd, "attach")) {
 			struct xpmem_addr ad;
-			ad.apid = (long long)num(&save);
-			ad.offset = (off_t)num(&save);
-			size_t sz = num(&save);
-			void *va = (void *)(uintptr_t)num(&save);
+			ad.apid = (long long)pu_num(&save);
+			ad.offset = (off_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			void *va = (void *)(uintptr_t)pu_num(&save);
 			void *r = xpmem_attach(ad, sz, va);
 			r == (void *)-1 ? reply("err %d", errno) : reply("ok %#lx", (unsigned long)r);
 		} else if (!strcmp(cmd, "detach")) {
-			void *a = (void *)(uintptr_t)num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
 			xpmem_detach(a) ? reply("err %d", errno) : reply("ok");
 		} else if (!strcmp(cmd, "malloc")) {
 			void *m = NULL;
-			size_t sz = num(&save);
+			size_t sz = pu_num(&save);
 			int e = posix_memalign(&m, 4096, sz);
 			e ? reply("err %d", e) : reply("ok %#lx", (unsigned long)m);
 		} else if (!strcmp(cmd, "free")) {
-			free((void *)(uintptr_t)num(&save));
+			free((void *)(uintptr_t)pu_num(&save));
 			reply("ok");
 		} else if (!strcmp(cmd, "mmapanon")) {
-			size_t sz = num(&save);
+			size_t sz = pu_num(&save);
 			void *m = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			m == MAP_FAILED ? reply("err %d", errno) : reply("ok %#lx", (unsigned long)m);
 		} else if (!strcmp(cmd, "mmapfixed")) {
 			/* new private anonymous memory over ADDR (MAP_FIXED), filled with SEED */
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			uint64_t seed = num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			uint64_t seed = pu_num(&save);
 			void *m = mmap(a, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 			if (m == MAP_FAILED) {
 				reply("err %d", errno);
@@ -147,15 +103,15 @@ int main(void)
 				reply("ok %#lx", (unsigned long)m);
 			}
 		} else if (!strcmp(cmd, "munmap")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
 			munmap(a, sz) ? reply("err %d", errno) : reply("ok");
 		} else if (!strcmp(cmd, "realloc_same")) {
 			/* free ADDR and allocate SIZE until the same address comes back;
 			 * then fill it with SEED. */
-			void *old = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			uint64_t seed = num(&save);
+			void *old = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			uint64_t seed = pu_num(&save);
 			static void *held[512];
 			int nh = 0;
 			void *m = NULL;
@@ -187,14 +143,14 @@ int main(void)
 				reply("ok %#lx %d", (unsigned long)m, nh);
 			}
 		} else if (!strcmp(cmd, "fill")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			st_fill(a, sz, num(&save));
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			st_fill(a, sz, pu_num(&save));
 			reply("ok");
 		} else if (!strcmp(cmd, "check")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			uint64_t seed = num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			uint64_t seed = pu_num(&save);
 			const uint64_t *w = a;
 			long bad = -1;
 			for (size_t i = 0; i < sz / 8; i++)
@@ -205,45 +161,35 @@ int main(void)
 			bad < 0 ? reply("ok") : reply("bad %ld", bad);
 		} else if (!strcmp(cmd, "rd")) {
 			/* read a 64-bit word, catching SIGBUS/SIGSEGV (reported as "sig N") */
-			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)num(&save);
+			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)pu_num(&save);
 			unsigned char b;
 			int sig = tu_probe_read(a, &b);
 			sig ? reply("sig %d", sig) : reply("ok %lld", (long long)*a);
 		} else if (!strcmp(cmd, "wr")) {
-			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)num(&save);
-			uint64_t v = num(&save);
+			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)pu_num(&save);
+			uint64_t v = pu_num(&save);
 			int sig = tu_probe_write(a, (unsigned char)v);
 			if (!sig)
 				*a = v;
 			sig ? reply("sig %d", sig) : reply("ok");
 		} else if (!strcmp(cmd, "waitsig")) {
-			const volatile void *a = (const void *)(uintptr_t)num(&save);
-			int ms = (int)num(&save);
+			const volatile void *a = (const void *)(uintptr_t)pu_num(&save);
+			int ms = (int)pu_num(&save);
 			int sig = st_wait_signal(a, ms);
 			sig ? reply("ok %d", sig) : reply("err %d", ETIMEDOUT);
 		} else if (!strcmp(cmd, "mprotect")) {
-			void *a = (void *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			int prot = (int)num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			int prot = (int)pu_num(&save);
 			mprotect(a, sz, prot) ? reply("err %d", errno) : reply("ok");
 		} else if (!strcmp(cmd, "cas")) {
 			/* start THREADS threads doing N CAS increments each on ADDR */
-			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)num(&save);
-			long n = (long)num(&save);
-			int nt = (int)num(&save);
-			if (nt > 64)
-				nt = 64;
-			cas_nthreads = nt;
-			for (int i = 0; i < nt; i++) {
-				cas_jobs[i].ctr = a;
-				cas_jobs[i].n = n;
-				pthread_create(&cas_threads[i], NULL, cas_worker, &cas_jobs[i]);
-			}
+			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)pu_num(&save);
+			long n = (long)pu_num(&save);
+			pu_cas_start(a, n, (int)pu_num(&save));
 			reply("ok");
 		} else if (!strcmp(cmd, "join")) {
-			for (int i = 0; i < cas_nthreads; i++)
-				pthread_join(cas_threads[i], NULL);
-			cas_nthreads = 0;
+			pu_cas_join();
 			reply("ok");
 		} else if (!strcmp(cmd, "fds")) {
 			reply("ok %d", tu_count_fds());
@@ -253,9 +199,9 @@ int main(void)
 			reply("ok %#lx %zu %#lx %zu", (unsigned long)bss_area, sizeof(bss_area),
 			      (unsigned long)data_area, sizeof(data_area));
 		} else if (!strcmp(cmd, "maxaddr")) {
-			reply("ok %#llx", maxaddr());
+			reply("ok %#llx", pu_maxaddr());
 		} else if (!strcmp(cmd, "sleep")) {
-			st_sleep_ms((int)num(&save));
+			st_sleep_ms((int)pu_num(&save));
 			reply("ok");
 		} else {
 			reply("err %d", ENOSYS);

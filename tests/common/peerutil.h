@@ -1,0 +1,24 @@
+/* peerutil.h - shared by the peer programs commanded line by line by the
+ * tests (tests/shm/peer, tests/convert/cvpeer): argument parsing, the CAS
+ * worker threads of the "cas"/"join" commands, the highest mapped address
+ * ("maxaddr"). */
+#ifndef UXP_PEERUTIL_H
+#define UXP_PEERUTIL_H
+
+#include <stdint.h>
+
+/* The next argument of a command line being split by strtok_r (decimal or
+ * 0x-hex); 0 when there is none. */
+unsigned long long pu_num(char **save);
+
+/* Start nthreads threads (at most PU_CAS_MAX) each doing n CAS increments
+ * of *ctr; pu_cas_join waits for them. */
+#define PU_CAS_MAX 64
+void pu_cas_start(volatile uint64_t *ctr, long n, int nthreads);
+void pu_cas_join(void);
+
+/* The end of the highest mapping in /proc/self/maps ([vsyscall] aside);
+ * 0 if it cannot be read. */
+unsigned long long pu_maxaddr(void);
+
+#endif
