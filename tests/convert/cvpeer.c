@@ -199,6 +199,7 @@ static void *pw_main(void *unused)
 /* ---- a thread that blocks every signal (it can never be stopped) ---- */
 static pthread_t sb_th;
 static volatile int sb_stop;
+static volatile int sb_blocked; /* its signals are blocked: it can no longer be stopped */
 
 static void *sb_main(void *unused)
 {
@@ -206,6 +207,7 @@ static void *sb_main(void *unused)
 	sigset_t all;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	__atomic_store_n(&sb_blocked, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&sb_stop, __ATOMIC_RELAXED))
 		sched_yield();
 	return NULL;
@@ -528,10 +530,13 @@ int main(void)
 			reply("ok %zd %d", pw_got, pw_errno);
 		} else if (!strcmp(cmd, "sigblock")) {
 			sb_stop = 0;
+			sb_blocked = 0;
 			if (pthread_create(&sb_th, NULL, sb_main, NULL)) {
 				reply("err %d", EAGAIN);
 				continue;
 			}
+			while (!__atomic_load_n(&sb_blocked, __ATOMIC_ACQUIRE))
+				sched_yield(); /* until then a freeze could still stop it */
 			reply("ok");
 		} else if (!strcmp(cmd, "sigblockstop")) {
 			__atomic_store_n(&sb_stop, 1, __ATOMIC_RELAXED);
