@@ -1,8 +1,8 @@
 /* clients.c - the call sequences of the real XPMEM clients (UCX, Open MPI,
  * MPICH, libfabric, SOS; tests/shm/clientseq.c, also run by
  * tests/shm/clients) against an exporter WITHOUT the arena preload
- * (tests/convert/cvpeer): its glibc heap and .bss are converted in place on
- * attach; MAP_SHARED|MAP_ANONYMOUS memory stays a hole (SIGBUS). */
+ * (tests/convert/cvpeer): its glibc heap, .bss and .data are converted in
+ * place on attach; MAP_SHARED|MAP_ANONYMOUS memory stays a hole (SIGBUS). */
 #include "clientseq.h"
 #include "cvimp.h"
 
@@ -28,6 +28,7 @@ static const struct cs_exporter plain_peer = {
 	.alloc_aligned = "memalign", /* glibc's malloc is not page-aligned */
 	.sos = {
 		[CS_BSS] = CS_SHARED,
+		[CS_DATA] = CS_SHARED, /* all threads stopped for the copy */
 		[CS_HEAP] = CS_SHARED,
 		/* MAP_SHARED|MAP_ANONYMOUS is never converted: a hole */
 		[CS_SHARED_ANON] = CS_HOLE,
