@@ -244,13 +244,6 @@ static int all_parked(void)
 	return 1;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 static void release_parked(void)
 {
 	__atomic_add_fetch(&fz_gen, 1, __ATOMIC_ACQ_REL); /* even: go */
@@ -265,21 +258,15 @@ int uxp_freeze(long timeout_ms)
 	if (!handler_is_ours(fz_sig))
 		return uxp_fail(EBUSY, "core: freeze: the application took signal %d over", fz_sig);
 	struct timespec dl;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	uxp_deadline(&dl, timeout_ms);
 	pthread_mutex_lock(&fz_lock);
 	/* no application callback runs on a library thread from here */
-	if (pthread_rwlock_timedwrlock(&app_code, &dl) != 0) {
+	if (pthread_rwlock_clockwrlock(&app_code, CLOCK_MONOTONIC, &dl) != 0) {
 		pthread_mutex_unlock(&fz_lock);
 		return uxp_fail(ETIMEDOUT, "core: freeze: a revocation callback did not return in %ld ms",
 				timeout_ms);
 	}
-	long long end = now_ms() + timeout_ms;
+	long long end = uxp_now_ms() + timeout_ms;
 	pid_t self = gettid_raw();
 	fz_nsignaled = 0;
 	__atomic_store_n(&fz_nparked, 0, __ATOMIC_RELEASE);
@@ -293,12 +280,12 @@ int uxp_freeze(long timeout_ms)
 		/* all parked and no thread appeared since the last scan: done */
 		if (ret == 0 && all_parked())
 			break;
-		while (!all_parked() && now_ms() < end) {
+		while (!all_parked() && uxp_now_ms() < end) {
 			unsigned seen = __atomic_load_n(&fz_nparked, __ATOMIC_ACQUIRE);
 			struct timespec ts = { 0, 1000000 };
 			futex(&fz_nparked, FUTEX_WAIT_PRIVATE, seen, &ts);
 		}
-		if (now_ms() >= end && !all_parked()) {
+		if (uxp_now_ms() >= end && !all_parked()) {
 			ret = -ETIMEDOUT;
 			break;
 		}

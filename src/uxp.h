@@ -226,6 +226,8 @@ void uxp_freeze_fork_child(void);
 /* *ts = now + ms on CLOCK_MONOTONIC (for condition variables using it). */
 struct timespec;
 void uxp_deadline(struct timespec *ts, long ms);
+/* CLOCK_MONOTONIC now, in milliseconds. */
+long long uxp_now_ms(void);
 
 /* ---- address space ------------------------------------------------------ */
 /* Page size, cached. */

@@ -140,13 +140,6 @@ socklen_t uxp_kn_addr(pid_t tgid, struct sockaddr_un *sun)
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct uxp_kn_msg kn_msg(int type, xpmem_segid_t segid, uint64_t size)
 {
 	struct uxp_kn_msg m = {
@@ -492,7 +485,7 @@ static int iconn_hup(struct expo *ex, struct evbuf *b)
 		expo_dead(ex, UXPMEM_REVOKE_EXITED, b);
 		return 1;
 	}
-	ex->hup_ms = now_ms();
+	ex->hup_ms = uxp_now_ms();
 	uxp_debug("kernel: exporter pid %d closed its notice connection; waiting up to %d ms for "
 		  "its exit", (int)ex->tgid, HUP_WAIT_MS);
 	return 0;
@@ -565,7 +558,7 @@ static void dispatch(const struct epoll_event *ev, struct evbuf *b)
  * epoll timeout until the next look (-1: nothing to wait for). */
 static int expire(struct evbuf *b)
 {
-	long long now = now_ms(), next = -1;
+	long long now = uxp_now_ms(), next = -1;
 	for (struct expo *ex = kn_expos, *nx; ex; ex = nx) {
 		nx = ex->next;
 		if (!ex->hup_ms)
@@ -684,14 +677,14 @@ static void wait_and_send(const struct uxp_kn_msg *m)
 	long ms = uxp_env_long("XPMEM_KERNEL_NOTICE_TIMEOUT_MS", REMOVE_WAIT_MS);
 	if (ms <= 0)
 		ms = REMOVE_WAIT_MS;
-	long long end = now_ms() + ms;
+	long long end = uxp_now_ms() + ms;
 	struct pollfd *p = calloc(kn_nwait, sizeof(*p));
 	for (;;) {
 		size_t k = 0;
 		for (size_t i = 0; i < kn_nwait; i++)
 			if (kn_wait[i] >= 0 && p)
 				p[k++] = (struct pollfd){ kn_wait[i], POLLOUT, 0 };
-		long long left = end - now_ms();
+		long long left = end - uxp_now_ms();
 		if (!k || left <= 0 || poll(p, k, (int)left) < 0)
 			break;
 		for (size_t j = 0; j < k; j++) {
