@@ -1203,8 +1203,7 @@ static void fork_prepare(void)
 		struct conv *cv = &st->conv[i];
 		size_t len = cv->end - cv->start;
 		int fd = memfd_create("uxpmem-fork", MFD_CLOEXEC);
-		if (fd >= 0 && (ftruncate(fd, (off_t)len) < 0 ||
-				syscall(SYS_pwrite64, fd, (void *)cv->start, len, 0) != (ssize_t)len)) {
+		if (fd >= 0 && (ftruncate(fd, (off_t)len) < 0 || copy_out(fd, cv->start, len) < 0)) {
 			close(fd);
 			fd = -1;
 		}
