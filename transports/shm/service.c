@@ -560,9 +560,7 @@ int uxp_svc_connect(pid_t pid, struct uxp_conn **out)
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = peer_creds(fd, c);
-	if (ret == 0 && c->peer_pid != pid)
-		ret = -ENOENT; /* checked in connect_name: cannot change */
+	ret = peer_creds(fd, c); /* the pid was checked in connect_name */
 	if (ret == 0)
 		ret = conn_register(c);
 	if (ret < 0) {
