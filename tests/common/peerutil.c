@@ -1,9 +1,20 @@
 /* peerutil.c - see peerutil.h */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "peerutil.h"
+
+void pu_reply(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
 
 unsigned long long pu_num(char **save)
 {

@@ -1,11 +1,16 @@
 /* peerutil.h - shared by the peer programs commanded line by line by the
- * tests (tests/shm/peer, tests/convert/cvpeer): argument parsing, the CAS
+ * tests (tests/shm/peer, tests/convert/cvpeer, tests/revoke/rvpeer and
+ * tests/kernel/kpeer): replies, argument parsing, the CAS
  * worker threads of the "cas"/"join" commands, the highest mapped address
  * ("maxaddr"). */
 #ifndef UXP_PEERUTIL_H
 #define UXP_PEERUTIL_H
 
 #include <stdint.h>
+
+/* One reply line on stdout (stdio; cvpeer writes its own: its heap is
+ * converted under it). */
+void pu_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The next argument of a command line being split by strtok_r (decimal or
  * 0x-hex); 0 when there is none. */

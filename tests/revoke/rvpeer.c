@@ -38,6 +38,7 @@
 #include <xpmem.h>
 #include <uxpmem.h>
 #include "testutil.h"
+#include "peerutil.h"
 
 #define MAXREC 512
 #define MAXATT 128
@@ -83,22 +84,7 @@ static struct {
 	xpmem_apid_t got;
 } cres;
 
-static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void reply(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-}
 
-static unsigned long long num(char **save)
-{
-	char *t = strtok_r(NULL, " \t\n", save);
-	return t ? strtoull(t, NULL, 0) : 0;
-}
 
 static long long now_ns(void)
 {
@@ -371,18 +357,18 @@ int main(void)
 			continue;
 		errno = 0;
 		if (!strcmp(cmd, "hello")) {
-			reply("ok %d", (int)getpid());
+			pu_reply("ok %d", (int)getpid());
 		} else if (!strcmp(cmd, "exit")) {
-			reply("ok %lld", now_ns());
+			pu_reply("ok %lld", now_ns());
 			exit(0);
 		} else if (!strcmp(cmd, "malloc")) {
 			void *m = NULL;
-			int e = posix_memalign(&m, 4096, num(&save));
-			e ? reply("err %d", e) : reply("ok %#lx", (unsigned long)m);
+			int e = posix_memalign(&m, 4096, pu_num(&save));
+			e ? pu_reply("err %d", e) : pu_reply("ok %#lx", (unsigned long)m);
 		} else if (!strcmp(cmd, "fill") || !strcmp(cmd, "check")) {
-			uint64_t *w = (uint64_t *)(uintptr_t)num(&save);
-			size_t sz = num(&save);
-			uint64_t seed = num(&save);
+			uint64_t *w = (uint64_t *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			uint64_t seed = pu_num(&save);
 			long bad = -1;
 			for (size_t i = 0; i < sz / 8 && bad < 0; i++) {
 				if (cmd[0] == 'f')
@@ -390,97 +376,97 @@ int main(void)
 				else if (w[i] != pattern(seed, i))
 					bad = (long)i * 8;
 			}
-			bad < 0 ? reply("ok") : reply("bad %ld", bad);
+			bad < 0 ? pu_reply("ok") : pu_reply("bad %ld", bad);
 		} else if (!strcmp(cmd, "make")) {
-			unsigned long long va = num(&save), sz = num(&save), mode = num(&save);
+			unsigned long long va = pu_num(&save), sz = pu_num(&save), mode = pu_num(&save);
 			xpmem_segid_t s = xpmem_make((void *)(uintptr_t)va, (size_t)sz, XPMEM_PERMIT_MODE,
 						     (void *)(uintptr_t)mode);
-			s == -1 ? reply("err %d", errno) : reply("ok %lld", (long long)s);
+			s == -1 ? pu_reply("err %d", errno) : pu_reply("ok %lld", (long long)s);
 		} else if (!strcmp(cmd, "remove")) {
-			long long s = (long long)num(&save);
+			long long s = (long long)pu_num(&save);
 			long long t = now_ns();
-			xpmem_remove(s) ? reply("err %d", errno) : reply("ok %lld", t);
+			xpmem_remove(s) ? pu_reply("err %d", errno) : pu_reply("ok %lld", t);
 		} else if (!strcmp(cmd, "get")) {
-			long long s = (long long)num(&save);
-			int fl = (int)num(&save);
+			long long s = (long long)pu_num(&save);
+			int fl = (int)pu_num(&save);
 			xpmem_apid_t a = xpmem_get(s, fl, XPMEM_PERMIT_MODE, NULL);
-			a == -1 ? reply("err %d", errno) : reply("ok %lld", (long long)a);
+			a == -1 ? pu_reply("err %d", errno) : pu_reply("ok %lld", (long long)a);
 		} else if (!strcmp(cmd, "release")) {
-			long long a = (long long)num(&save);
+			long long a = (long long)pu_num(&save);
 			pthread_mutex_lock(&mu);
 			for (int i = 0; i < natt; i++)
 				if (atts[i].apid == a)
 					atts[i].live = 0;
 			pthread_mutex_unlock(&mu);
-			xpmem_release(a) ? reply("err %d", errno) : reply("ok");
+			xpmem_release(a) ? pu_reply("err %d", errno) : pu_reply("ok");
 		} else if (!strcmp(cmd, "attach")) {
 			struct xpmem_addr ad;
-			ad.apid = (long long)num(&save);
-			ad.offset = (off_t)num(&save);
-			size_t sz = num(&save);
+			ad.apid = (long long)pu_num(&save);
+			ad.offset = (off_t)pu_num(&save);
+			size_t sz = pu_num(&save);
 			void *va = NULL;
-			if (num(&save)) { /* a fixed address: find a free range */
+			if (pu_num(&save)) { /* a fixed address: find a free range */
 				va = mmap(NULL, sz, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 				if (va == MAP_FAILED) {
-					reply("err %d", errno);
+					pu_reply("err %d", errno);
 					continue;
 				}
 				munmap(va, sz);
 			}
 			void *r = xpmem_attach(ad, sz, va);
 			if (r == (void *)-1) {
-				reply("err %d", errno);
+				pu_reply("err %d", errno);
 				continue;
 			}
 			if (va && r != va) {
-				reply("err %d", EFAULT);
+				pu_reply("err %d", EFAULT);
 				continue;
 			}
 			pthread_mutex_lock(&mu);
 			if (natt < MAXATT)
 				atts[natt++] = (struct att){ ad.apid, r, sz, 1 };
 			pthread_mutex_unlock(&mu);
-			reply("ok %#lx", (unsigned long)r);
+			pu_reply("ok %#lx", (unsigned long)r);
 		} else if (!strcmp(cmd, "detach")) {
-			void *a = (void *)(uintptr_t)num(&save);
+			void *a = (void *)(uintptr_t)pu_num(&save);
 			pthread_mutex_lock(&mu);
 			for (int i = 0; i < natt; i++)
 				if (atts[i].addr == a)
 					atts[i].live = 0;
 			pthread_mutex_unlock(&mu);
-			xpmem_detach(a) ? reply("err %d", errno) : reply("ok");
+			xpmem_detach(a) ? pu_reply("err %d", errno) : pu_reply("ok");
 		} else if (!strcmp(cmd, "rd")) {
-			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)num(&save);
+			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)pu_num(&save);
 			unsigned char b;
 			int sig = tu_probe_read(a, &b);
-			sig ? reply("sig %d", sig) : reply("ok %llu", (unsigned long long)*a);
+			sig ? pu_reply("sig %d", sig) : pu_reply("ok %llu", (unsigned long long)*a);
 		} else if (!strcmp(cmd, "vmread")) {
 			uint64_t w;
-			int e = vm_read((void *)(uintptr_t)num(&save), &w, sizeof(w));
-			e ? reply("err %d", e) : reply("ok %llu", (unsigned long long)w);
+			int e = vm_read((void *)(uintptr_t)pu_num(&save), &w, sizeof(w));
+			e ? pu_reply("err %d", e) : pu_reply("ok %llu", (unsigned long long)w);
 		} else if (!strcmp(cmd, "handler")) {
-			long long a = (long long)num(&save);
+			long long a = (long long)pu_num(&save);
 			char *tag = strtok_r(NULL, " \t\n", &save);
 			char *mode = strtok_r(NULL, " \t\n", &save);
 			if (!tag || !mode) {
-				reply("err %d", EINVAL);
+				pu_reply("err %d", EINVAL);
 				continue;
 			}
 			struct reg *g = NULL;
 			if (strcmp(mode, "none")) {
 				g = new_reg(tag, !strcmp(mode, "clean") ? M_CLEAN : !strcmp(mode, "block") ? M_BLOCK : M_REC);
 				if (!g) {
-					reply("err %d", ENOMEM);
+					pu_reply("err %d", ENOMEM);
 					continue;
 				}
 			}
-			uxpmem_revoke_handler(a, g ? on_revoke : NULL, g) ? reply("err %d", errno) : reply("ok");
+			uxpmem_revoke_handler(a, g ? on_revoke : NULL, g) ? pu_reply("err %d", errno) : pu_reply("ok");
 		} else if (!strcmp(cmd, "fdinit")) {
 			int fd = uxpmem_revoke_fd();
-			fd < 0 ? reply("err %d", errno) : reply("ok %d", fd);
+			fd < 0 ? pu_reply("err %d", errno) : pu_reply("ok %d", fd);
 		} else if (!strcmp(cmd, "fdwait")) {
 			/* until N fd events were recorded in all, or MS ms pass */
-			int want = (int)num(&save), ms = (int)num(&save);
+			int want = (int)pu_num(&save), ms = (int)pu_num(&save);
 			int fd = uxpmem_revoke_fd();
 			long long end = now_ns() + (long long)ms * 1000000LL;
 			int err = 0, have = 0;
@@ -498,21 +484,21 @@ int main(void)
 				struct pollfd p = { fd, POLLIN, 0 };
 				poll(&p, 1, (int)left);
 			}
-			err ? reply("err %d", err) : reply("ok %d", have);
+			err ? pu_reply("err %d", err) : pu_reply("ok %d", have);
 		} else if (!strcmp(cmd, "fdpeek")) {
 			/* is the descriptor readable (within MS), without dequeuing */
 			struct pollfd p = { uxpmem_revoke_fd(), POLLIN, 0 };
-			int r = poll(&p, 1, (int)num(&save));
-			r < 0 ? reply("err %d", errno) : reply("ok %d", r > 0 && (p.revents & POLLIN));
+			int r = poll(&p, 1, (int)pu_num(&save));
+			r < 0 ? pu_reply("err %d", errno) : pu_reply("ok %d", r > 0 && (p.revents & POLLIN));
 		} else if (!strcmp(cmd, "count")) {
 			char *tag = strtok_r(NULL, " \t\n", &save);
 			pthread_mutex_lock(&mu);
 			int n = tag ? count_tag(tag) : nrec;
 			pthread_mutex_unlock(&mu);
-			reply("ok %d", n);
+			pu_reply("ok %d", n);
 		} else if (!strcmp(cmd, "wait")) {
 			char *tag = strtok_r(NULL, " \t\n", &save);
-			int want = (int)num(&save), ms = (int)num(&save);
+			int want = (int)pu_num(&save), ms = (int)pu_num(&save);
 			struct timespec end;
 			clock_gettime(CLOCK_REALTIME, &end);
 			end.tv_sec += ms / 1000;
@@ -527,10 +513,10 @@ int main(void)
 					break;
 			int n = tag ? count_tag(tag) : -1;
 			pthread_mutex_unlock(&mu);
-			reply("ok %d", n);
+			pu_reply("ok %d", n);
 		} else if (!strcmp(cmd, "ev")) {
 			char *tag = strtok_r(NULL, " \t\n", &save);
-			int want = (int)num(&save), k = 0;
+			int want = (int)pu_num(&save), k = 0;
 			struct rec r;
 			int found = 0;
 			pthread_mutex_lock(&mu);
@@ -541,16 +527,16 @@ int main(void)
 				}
 			pthread_mutex_unlock(&mu);
 			if (!found)
-				reply("err %d", ENOENT);
+				pu_reply("err %d", ENOENT);
 			else
-				reply("ok %llu %d %lld %lld %#lx %zu %lld %zu %lld %d", r.ev.seq, r.ev.reason,
+				pu_reply("ok %llu %d %lld %lld %#lx %zu %lld %zu %lld %d", r.ev.seq, r.ev.reason,
 				      (long long)r.ev.apid, (long long)r.ev.segid, (unsigned long)r.ev.addr,
 				      r.ev.size, (long long)r.ev.offset, r.ev.length, r.t_ns, r.probe);
 		} else if (!strcmp(cmd, "next")) {
-			next_seg = (xpmem_segid_t)num(&save);
-			next_size = num(&save);
-			next_seed = num(&save);
-			reply("ok");
+			next_seg = (xpmem_segid_t)pu_num(&save);
+			next_size = pu_num(&save);
+			next_seed = pu_num(&save);
+			pu_reply("ok");
 		} else if (!strcmp(cmd, "cleanres")) {
 			/* wait (bounded) for a "clean" callback to finish */
 			struct timespec end;
@@ -563,22 +549,22 @@ int main(void)
 			int done = cres.done;
 			pthread_mutex_unlock(&mu);
 			if (!done)
-				reply("err %d", ETIMEDOUT);
+				pu_reply("err %d", ETIMEDOUT);
 			else
-				reply("ok %d %d %d %lld %d %d", cres.det_fail, cres.rel_rc, cres.rel_errno,
+				pu_reply("ok %d %d %d %lld %d %d", cres.det_fail, cres.rel_rc, cres.rel_errno,
 				      (long long)cres.got, cres.att_ok, cres.data_ok);
 		} else if (!strcmp(cmd, "unblock")) {
 			pthread_mutex_lock(&mu);
 			blocked_release = 1;
 			pthread_cond_broadcast(&cv);
 			pthread_mutex_unlock(&mu);
-			reply("ok");
+			pu_reply("ok");
 		} else if (!strcmp(cmd, "fork")) {
-			xpmem_segid_t seg = (xpmem_segid_t)num(&save);
-			int ms = (int)num(&save);
+			xpmem_segid_t seg = (xpmem_segid_t)pu_num(&save);
+			int ms = (int)pu_num(&save);
 			int pfd[2];
 			if (pipe(pfd)) {
-				reply("err %d", errno);
+				pu_reply("err %d", errno);
 				continue;
 			}
 			pid_t pid = fork();
@@ -591,28 +577,28 @@ int main(void)
 			int e = pid < 0 ? errno : read_timeout(pfd[0], &c, 1, 10000);
 			if (e) {
 				close(pfd[0]);
-				reply("err %d", e);
+				pu_reply("err %d", e);
 				continue;
 			}
 			fork_pipe = pfd[0];
 			fork_pid = pid;
-			reply("ok %d", (int)pid);
+			pu_reply("ok %d", (int)pid);
 		} else if (!strcmp(cmd, "forkres")) {
 			/* forkres MS: the child's report, waiting up to MS ms */
 			struct forkres r;
-			int e = fork_pipe < 0 ? EINVAL : read_timeout(fork_pipe, &r, sizeof(r), (int)num(&save));
+			int e = fork_pipe < 0 ? EINVAL : read_timeout(fork_pipe, &r, sizeof(r), (int)pu_num(&save));
 			int st = fork_pipe < 0 ? -1 : tu_wait_child(fork_pid, 5000);
 			if (fork_pipe >= 0)
 				close(fork_pipe);
 			fork_pipe = -1;
 			if (e || st == -1 || !WIFEXITED(st) || WEXITSTATUS(st))
-				reply("err %d", e ? e : ECHILD);
+				pu_reply("err %d", e ? e : ECHILD);
 			else
-				reply("ok %d %d %d %d %d %lld %d %d %d %d %d", r.parent_apids, r.enoent,
+				pu_reply("ok %d %d %d %d %d %lld %d %d %d %d %d", r.parent_apids, r.enoent,
 				      r.own_rc, r.def_rc, r.fd_ok, r.own_apid, r.cb_own, r.cb_parent,
 				      r.def_any, r.fd_own, r.fd_parent);
 		} else {
-			reply("err %d", ENOSYS);
+			pu_reply("err %d", ENOSYS);
 		}
 	}
 	return 0;
