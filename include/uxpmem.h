@@ -43,6 +43,34 @@ struct uxpmem_transport_info {
  */
 int uxpmem_transport_query(unsigned index, struct uxpmem_transport_info *info);
 
+/*
+ * This node's id, carried in bits 62..48 of the segids this process makes:
+ * XPMEM_NODE_ID, else the id a resolver of the remote transport assigned,
+ * else 0 ("local only": segids carry no node id).  -1 with errno if no
+ * transport is usable (EINVAL: XPMEM_NODE_ID is not a node id).
+ */
+int uxpmem_node_id(void);
+
+/*
+ * Fill *info for the transport that serves segids of other nodes (a
+ * plugin), loading it now if no such segid did yet.  Returns 0, or -1 with
+ * errno ENOENT when no usable transport serves other nodes (info->name is
+ * then NULL and info->why says why), EINVAL (info is NULL).
+ */
+int uxpmem_remote_transport_query(struct uxpmem_transport_info *info);
+
+/*
+ * Write back to the exporter what this process stored into its attachments
+ * of segments of other nodes within [addr, addr+size) (whole pages), and
+ * return once the exporter's memory holds it (release consistency: the
+ * exporter, or an importer attaching anew, sees the stores after this).
+ * Attachments of this node's segments are the exporter's memory itself:
+ * nothing to do.  Returns 0, or -1 with errno EINVAL (the range wraps),
+ * EIO (a write failed: the exporter is gone or revoked the segment),
+ * ETIMEDOUT (the exporter did not complete the writes in time).
+ */
+int uxpmem_flush(void *addr, size_t size);
+
 /* How much of this process's memory the selected transport can export. */
 enum uxpmem_export_level {
 	UXPMEM_EXPORT_ARENA = 0,  /* only memory in the arena (xpmem-run); the rest is holes */

@@ -9,11 +9,10 @@ static void child_after_fork(void)
 {
 	uxp_freeze_fork_child();
 	uxp_revoke_fork_child();
-	/* Not uxp_transport(): its pthread_once may be mid-flight in a thread
-	 * that does not exist in the child. */
-	const struct uxp_transport *t = uxp_transport_selected();
-	if (t && t->fork_child)
-		t->fork_child();
+	uxp_mm_fork_child();
+	uxp_node_fork_child();
+	uxp_api_fork_child();
+	uxp_transport_fork_child();
 }
 
 static void register_handlers(void)

@@ -26,7 +26,7 @@ static int parse_level(const char *s)
 	return -1;
 }
 
-void uxp_log_init(void)
+static void log_init_once(void)
 {
 	const char *lvl = uxp_env("XPMEM_LOG_LEVEL");
 	const char *file = uxp_env("XPMEM_LOG_FILE");
@@ -49,20 +49,32 @@ void uxp_log_init(void)
 	}
 }
 
+/* Idempotent: selection and the plugin loader both call it. */
+void uxp_log_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, log_init_once);
+}
+
 /* One write(2) per line so lines of concurrent threads and processes do not
  * interleave; no stdio, no malloc (usable from the service thread and
  * after fork).  errno is preserved. */
 void uxp_log_write(int level, const char *fmt, ...)
 {
+	va_list ap;
+	va_start(ap, fmt);
+	uxp_log_vwrite(level, fmt, ap);
+	va_end(ap);
+}
+
+void uxp_log_vwrite(int level, const char *fmt, va_list ap)
+{
 	char buf[1024];
 	int saved = errno;
 	int n = snprintf(buf, sizeof(buf), "uxpmem[%d] %s: ", (int)getpid(),
 			 level_names[level < 0 ? 0 : level > UXP_LOG_TRACE ? UXP_LOG_TRACE : level]);
-	va_list ap;
-	va_start(ap, fmt);
 	if (n > 0 && (size_t)n < sizeof(buf))
 		n += vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
-	va_end(ap);
 	if (n < 0)
 		n = 0;
 	if ((size_t)n >= sizeof(buf) - 1)

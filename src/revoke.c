@@ -19,6 +19,7 @@
 struct entry { /* one per live apid */
 	uxpmem_revoke_cb cb;
 	void *arg;
+	xpmem_segid_t segid; /* as the application named it; 0 until the get returned */
 };
 
 struct qev {
@@ -74,6 +75,27 @@ void uxp_revoke_apid_added(xpmem_apid_t apid)
 		free(e);
 	if (ret < 0 && ret != -EEXIST) /* EEXIST: the transport added it first */
 		uxp_warn("core: cannot track apid %#llx for revocation events", (unsigned long long)apid);
+}
+
+void uxp_revoke_apid_named(xpmem_apid_t apid, xpmem_segid_t segid)
+{
+	uxp_revoke_apid_added(apid);
+	pthread_mutex_lock(&rv_lock); /* emit reads it under it */
+	struct entry *e = uxp_idtab_get(&live, (uint64_t)apid, NULL);
+	if (e)
+		e->segid = segid;
+	pthread_mutex_unlock(&rv_lock);
+}
+
+/* Local transports name segments without the node id (src/api.c strips
+ * it): the event carries the segid the application used, or before the
+ * get returned, the one it will most likely have used. */
+static xpmem_segid_t app_segid(const struct entry *e, xpmem_segid_t segid)
+{
+	if (e->segid && uxp_id_strip_node(e->segid) == uxp_id_strip_node(segid))
+		return e->segid;
+	unsigned node = uxp_id_node(segid) ? 0 : uxp_node_id();
+	return node ? uxp_id_with_node(segid, node) : segid;
 }
 
 void uxp_revoke_apid_released(xpmem_apid_t apid)
@@ -146,9 +168,10 @@ void uxp_revoke_emit(xpmem_apid_t apid, xpmem_segid_t segid, int reason, void *a
 	struct entry *e = uxp_idtab_get(&live, (uint64_t)apid, NULL);
 	if (!e)
 		goto out; /* released: not delivered */
+	ev.segid = app_segid(e, segid);
 	ev.seq = ++rv_seq;
 	uxp_debug("core: revoke event %llu: apid %#llx segid %#llx reason %d", ev.seq,
-		  (unsigned long long)apid, (unsigned long long)segid, reason);
+		  (unsigned long long)apid, (unsigned long long)ev.segid, reason);
 	if (queue_fd >= 0 && (q = new_event(&ev))) {
 		fifo_push(&queue, q);
 		uint64_t one = 1;

@@ -13,6 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <xpmem.h>
 
 #define UXP_EXPORT __attribute__((visibility("default")))
@@ -39,6 +42,7 @@ enum uxp_log_level {
 extern int uxp_log_level;
 void uxp_log_init(void);
 void uxp_log_write(int level, const char *fmt, ...) UXP_PRINTF(2, 3);
+void uxp_log_vwrite(int level, const char *fmt, va_list ap) UXP_PRINTF(2, 0);
 #define uxp_log(lvl, ...)                                                     \
 	do {                                                                  \
 		if (uxp_unlikely(uxp_log_level >= (lvl)))                     \
@@ -66,10 +70,39 @@ long uxp_env_long(const char *name, long def);
  * validated everything transport-independent (permit type, mode bits,
  * flags, ids > 0, alignment) before calling in.  Every op returns 0 or
  * -errno and logs why at debug level.
+ *
+ * Routing (src/api.c): an id whose node id (bits 62..48) is 0 or this
+ * node's goes to the LOCAL transport, selected once per process (kernel
+ * or shm), with the node id stripped: local transports only ever see and
+ * make node-0 ids.  Other ids go to the REMOTE transport, a plugin loaded
+ * at the first such segid, with the ids untouched.  A remote transport:
+ *  - get: receives the whole segid; returns an apid carrying the segid's
+ *    node id (checked by the core) and this process's pid;
+ *  - release, attach: receive such apids only;
+ *  - detach: once the process attached anything remotely, every detach
+ *    asks the remote transport first: for an address it did not attach it
+ *    must return -EINVAL at once, without logging;
+ *  - make, remove, version, export_level: not called (may be NULL);
+ *  - export_segment, unexport_segment: after the local transport made or
+ *    removed a segment carrying a node id, in a process with a resolver
+ *    (XPMEM_RESOLVER); flush: uxpmem_flush(), once it attached anything.
  */
+enum uxp_scope {
+	UXP_SCOPE_LOCAL = 0,  /* ids of this node (node 0 or this node's id) */
+	UXP_SCOPE_REMOTE = 1, /* ids of every other node */
+};
+
+struct uxp_core;
+
 struct uxp_transport {
 	const char *name;
 	const char *description;
+	enum uxp_scope scope;
+	/* Plugins: called once right after loading, before probe, with the
+	 * core's services (a plugin cannot link libxpmem's internals;
+	 * src/plugin.c forwards uxp.h's calls through them); -errno refuses
+	 * the plugin.  NULL for built-ins. */
+	int (*init)(const struct uxp_core *core);
 	/* 0 if usable in this process now; else -errno and why[] says why. */
 	int (*probe)(char *why, size_t whylen);
 	/* Called once when the transport is selected; -errno to refuse. */
@@ -90,31 +123,91 @@ struct uxp_transport {
 	 * state so the child starts clean (apids, attachments and segments
 	 * belong to the parent).  Must not block; may be NULL. */
 	void (*fork_child)(void);
+	/* Remote scope only (may be NULL).  export_segment: this process made
+	 * segid (its node id included) = [vaddr, vaddr+size) with mode, and a
+	 * resolver is configured: serve it to other nodes (-errno is logged,
+	 * the segment stays usable on this node).  unexport_segment: it was
+	 * removed here: revoke it on other nodes.  flush: write back what this
+	 * process stored into its attachments within [vaddr, vaddr+size)
+	 * (-EINVAL, unlogged: no attachment of this transport there). */
+	int (*export_segment)(xpmem_segid_t segid, uintptr_t vaddr, size_t size, uint64_t mode);
+	void (*unexport_segment)(xpmem_segid_t segid);
+	int (*flush)(uintptr_t vaddr, size_t size);
 };
 
-/* Plugins export this symbol (a const struct uxp_transport). */
-#define UXP_TRANSPORT_SYMBOL "uxpmem_transport_v1"
+/* Plugins export this symbol (a const struct uxp_transport).  The loader
+ * takes exactly this version: a layout change bumps it, and a plugin built
+ * for another one is refused with a warning naming both. */
+#define UXP_TRANSPORT_SYMBOL "uxpmem_transport_v4"
+#define UXP_TRANSPORT_SYMBOL_PREFIX "uxpmem_transport_v"
+
+/* What the core offers plugins (versioned with UXP_TRANSPORT_SYMBOL). */
+struct uxp_core {
+	int (*log_level)(void);
+	void (*vlog)(int level, const char *fmt, va_list ap);
+	size_t (*page_size)(void);
+	unsigned (*node_id)(void);
+	int (*node_id_set)(unsigned node);
+	void (*revoke_emit)(xpmem_apid_t apid, xpmem_segid_t segid, int reason, void *addr,
+			    size_t size, off_t offset, size_t length);
+	void (*revoke_apid_added)(xpmem_apid_t apid);
+	int (*thread_start_id)(void *(*fn)(void *), void *arg, size_t stack_size,
+			       pthread_t *id);
+	int (*mm_watch)(uintptr_t start, size_t len, void (*cb)(void *, uintptr_t, uintptr_t, int),
+			void *arg, uint64_t *id);
+	void (*mm_unwatch)(uint64_t id);
+};
+/* Plugins (src/plugin.c): keep core, make uxp.h's calls work; 0. */
+int uxp_plugin_init(const struct uxp_core *core);
 
 /* Built-in transports, NULL-terminated (transports/builtin.c). */
 extern const struct uxp_transport *const uxp_builtin_transports[];
 
-/* The transport this process uses; selected once (XPMEM_TRANSPORT or
+/* The local transport of this process; selected once (XPMEM_TRANSPORT or
  * automatically).  Returns NULL and sets *err (-errno) if none is usable. */
 const struct uxp_transport *uxp_transport(int *err);
 /* The selected transport or NULL, without selecting (for fork handlers). */
 const struct uxp_transport *uxp_transport_selected(void);
+/* The transport serving other nodes, loaded (probe, open) the first time;
+ * NULL and *err = -ENOENT if none is usable (why: uxp_transport_remote_why). */
+const struct uxp_transport *uxp_transport_remote(int *err);
+/* The remote transport if it is loaded already, else NULL (lock-free). */
+const struct uxp_transport *uxp_transport_remote_loaded(void);
+/* Why no remote transport is usable ("" before the first attempt). */
+const char *uxp_transport_remote_why(void);
 /* Transport by name (built-in or plugin), NULL if unknown. */
 const struct uxp_transport *uxp_transport_find(const char *name);
 /* Number of known transports, and the i-th. */
 unsigned uxp_transport_count(void);
 const struct uxp_transport *uxp_transport_at(unsigned i);
+/* Forked child: registry locks reset, every loaded transport's fork_child. */
+void uxp_transport_fork_child(void);
+
+/* ---- this node's id (src/node.c) ---------------------------------------
+ * Bits 62..48 of the segids this process makes.  XPMEM_NODE_ID (1..32767)
+ * sets it at selection; else it stays 0 ("local only": segids carry no
+ * node id) until a resolver (the remote transport) sets it.  It can be set
+ * once, and only before the first xpmem_make (whose segids carry it). */
+#define UXP_NODE_MAX ((1u << 15) - 1)
+/* Parse XPMEM_NODE_ID (at selection): 0 or -EINVAL (logged as an error). */
+int uxp_node_init(void);
+/* This node's id, 0 if none; lock-free. */
+unsigned uxp_node_id(void);
+/* Set it: 0, -EINVAL (0 or > UXP_NODE_MAX), -EBUSY (another id is set, or
+ * segids were made without one). */
+int uxp_node_id_set(unsigned node);
+/* xpmem_make: the node id its segid carries; no later change. */
+unsigned uxp_node_id_freeze(void);
+void uxp_node_fork_child(void);
 
 /* ---- fork (src/fork.c): a forked child starts clean --------------------- */
 void uxp_fork_init(void);
+void uxp_api_fork_child(void);
 
 /* ---- ids ----------------------------------------------------------------
  * A segid is positive (bit 63 clear) and names its exporter node-wide:
- *   bits 62..48  node id (0 = this node; reserved for remote transports)
+ *   bits 62..48  node id (0 = this node; else uxp_node_id() of the exporter's
+ *                node: see routing above; kernel-made ids have them 0)
  *   bits 47..26  exporter pid (22 bits, pid_max <= 4194304)
  *   bits 25..0   per-process serial (never 0)
  * An apid has the same layout with the importer's pid, so an apid used by
@@ -146,6 +239,18 @@ static inline pid_t uxp_id_pid(int64_t id)
 static inline uint32_t uxp_id_serial(int64_t id)
 {
 	return (uint32_t)((uint64_t)id & UXP_ID_SERIAL_MASK);
+}
+#define UXP_ID_NODE_MASK ((uint64_t)UXP_NODE_MAX << UXP_ID_NODE_SHIFT)
+/* id without its node id (what local transports see) */
+static inline int64_t uxp_id_strip_node(int64_t id)
+{
+	return (int64_t)((uint64_t)id & ~UXP_ID_NODE_MASK);
+}
+/* a node-0 id with node's id added */
+static inline int64_t uxp_id_with_node(int64_t id, unsigned node)
+{
+	return (int64_t)(((uint64_t)id & ~UXP_ID_NODE_MASK) |
+			 ((uint64_t)node << UXP_ID_NODE_SHIFT));
 }
 
 /* ---- id tables (src/idtab.c) -------------------------------------------
@@ -197,6 +302,9 @@ struct uxpmem_revoke_event;
 void uxp_revoke_emit(xpmem_apid_t apid, xpmem_segid_t segid, int reason, void *addr,
 		     size_t size, off_t offset, size_t length);
 void uxp_revoke_apid_added(xpmem_apid_t apid);
+/* The API edge, after a get: events of apid carry segid as the caller
+ * named it (with the node id local transports never see). */
+void uxp_revoke_apid_named(xpmem_apid_t apid, xpmem_segid_t segid);
 void uxp_revoke_apid_released(xpmem_apid_t apid);
 void uxp_revoke_fork_child(void);
 
@@ -230,6 +338,63 @@ void uxp_deadline(struct timespec *ts, long ms);
 long long uxp_now_ms(void);
 
 /* ---- address space ------------------------------------------------------ */
+/* Memory-map calls for library threads: the system calls themselves, never
+ * libc's symbols, which memory hooks (UCX's ucm, Open MPI's patcher) patch
+ * or interpose.  A hook is application code: it writes application memory
+ * (that a conversion may have frozen, or whose .data is being copied) and
+ * takes application locks (whose holder may wait for this thread).  What a
+ * library thread maps is invisible to the application, as with the kernel
+ * XPMEM (docs/design.md, "No application code in library threads"). */
+static inline void *uxp_sys_mmap(void *a, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return (void *)syscall(SYS_mmap, a, len, prot, flags, fd, off);
+}
+static inline int uxp_sys_munmap(void *a, size_t len)
+{
+	return (int)syscall(SYS_munmap, a, len);
+}
+static inline int uxp_sys_madvise(void *a, size_t len, int advice)
+{
+	return (int)syscall(SYS_madvise, a, len, advice);
+}
+static inline int uxp_sys_mlock(const void *a, size_t len)
+{
+	return (int)syscall(SYS_mlock, a, len);
+}
+static inline void *uxp_sys_mremap(void *old, size_t old_len, size_t len, int flags, void *to)
+{
+	return (void *)syscall(SYS_mremap, old, old_len, len, flags, to);
+}
+static inline void *uxp_sys_shmat(int shmid, const void *a, int flags)
+{
+	return (void *)syscall(SYS_shmat, shmid, a, flags);
+}
+static inline int uxp_sys_shmdt(const void *a)
+{
+	return (int)syscall(SYS_shmdt, a);
+}
+
+/* ---- changes of this process's memory (src/mmwatch.c) -----------------
+ * A userspace MMU notifier for transports that serve memory of this
+ * process otherwise than through page tables importers share (an RDMA
+ * registration, a copy).  uxp_mm_watch subscribes cb(arg, start, end, kind)
+ * to changes of [start, start+len) (page-rounded): an munmap, mremap or
+ * MAP_FIXED over it is reported before that call returns (kind UNMAP or
+ * REMAP), MADV_DONTNEED/REMOVE while madvise zaps (REMOVE).  Callbacks run
+ * on the watcher thread (or in the thread of an owner calling
+ * uxp_mm_changed), without a lock of the core held; they may unwatch, and
+ * should return in bounded time (the unmapper waits).  *id is set even on
+ * failure (-ENOSYS etc.: no userfaultfd; -EBUSY: another userfaultfd owns
+ * part of the range; -EINVAL: memory userfaultfd cannot watch): the
+ * subscription stays, and only reports of uxp_mm_changed reach it. */
+enum uxp_mm_change { UXP_MM_UNMAP = 1, UXP_MM_REMAP = 2, UXP_MM_REMOVE = 3 };
+typedef void (*uxp_mm_cb)(void *arg, uintptr_t start, uintptr_t end, int kind);
+int uxp_mm_watch(uintptr_t start, size_t len, uxp_mm_cb cb, void *arg, uint64_t *id);
+void uxp_mm_unwatch(uint64_t id);
+/* The owner of a userfaultfd registration (the shm converter) reports a
+ * change of [start, end) to the subscribers (in the caller's thread). */
+void uxp_mm_changed(uintptr_t start, uintptr_t end, int kind);
+void uxp_mm_fork_child(void);
 /* Page size, cached. */
 extern size_t uxp_page_size;
 /* One past the highest user address (the clip for XPMEM_MAXADDR_SIZE). */
