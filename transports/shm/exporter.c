@@ -89,7 +89,7 @@ int uxp_exp_make(uintptr_t vaddr, size_t size, uint32_t mode, xpmem_segid_t *seg
 	return 0;
 }
 
-static int in_group(const struct uxp_conn *c, gid_t gid)
+int uxp_conn_in_group(const struct uxp_conn *c, gid_t gid)
 {
 	if (c->peer_gid == gid)
 		return 1;
@@ -109,7 +109,7 @@ static int permitted(const struct seg *s, const struct uxp_conn *c, int flags)
 		return 1;
 	if (c->peer_uid == s->uid)
 		bits = s->mode >> 6;
-	else if (in_group(c, s->gid))
+	else if (uxp_conn_in_group(c, s->gid))
 		bits = s->mode >> 3;
 	else
 		bits = s->mode;
@@ -245,6 +245,20 @@ static void grant_free(struct grant *g)
 
 /* An importer asks what backs a range of its grant's segment; the
  * converter thread answers (conversion may freeze writers, so never here). */
+/* UXP_RESOLVE_NEED names a page-aligned part of the range (0+0: none). */
+static int need_ok(const struct uxp_msg *m)
+{
+	if (m->flags & ~UXP_RESOLVE_NEED)
+		return 0;
+	if (!(m->flags & UXP_RESOLVE_NEED))
+		return 1;
+	if (!m->seg_size) /* convert nothing */
+		return m->seg_vaddr == 0;
+	return m->seg_vaddr >= m->addr && m->seg_size <= m->len &&
+	       m->seg_vaddr - m->addr <= m->len - m->seg_size &&
+	       !((m->seg_vaddr | m->seg_size) & (uxp_page_size - 1));
+}
+
 static void handle_resolve(struct uxp_conn *c, const struct uxp_msg *m)
 {
 	struct uxp_msg r;
@@ -260,6 +274,10 @@ static void handle_resolve(struct uxp_conn *c, const struct uxp_msg *m)
 		   (m->addr | m->len) & (uxp_page_size - 1)) {
 		ret = uxp_fail(EINVAL, "shm: resolve from pid %d: %#llx+%#llx is outside its segment",
 			       (int)c->peer_pid, (unsigned long long)m->addr, (unsigned long long)m->len);
+	} else if (!need_ok(m)) {
+		ret = uxp_fail(EINVAL, "shm: resolve from pid %d: bad flags %#x or need %#llx+%#llx",
+			       (int)c->peer_pid, m->flags, (unsigned long long)m->seg_vaddr,
+			       (unsigned long long)m->seg_size);
 	} else {
 		int same_uid = c->peer_uid == geteuid() || c->peer_uid == 0;
 		ret = uxp_conv_submit(c, m, g->flags == XPMEM_RDONLY, g->has_arena, g->seg->vaddr,
@@ -384,8 +402,12 @@ int uxp_exp_remove(xpmem_segid_t segid)
 		m.grant = g->id;
 		m.reason = UXP_REVOKE_REMOVED;
 		g->revoking = 1;
-		if (uxp_msg_send(g->conn->fd, &m, -1, MSG_DONTWAIT) < 0)
-			uxp_debug("shm: revoke to pid %d not sent", (int)g->conn->peer_pid);
+		if (uxp_msg_send(g->conn->fd, &m, -1, MSG_DONTWAIT) < 0) {
+			/* never told, it would keep reading the segment as if
+			 * granted: cut it off (it maps SIGBUS over all of ours) */
+			g->revoking = 0;
+			uxp_conn_disconnect(g->conn, "a revocation could not be sent (its queue is full)");
+		}
 	}
 	struct timespec deadline;
 	long ms = uxp_timeout_ms("XPMEM_SHM_REVOKE_TIMEOUT_MS", 2000);
@@ -397,7 +419,12 @@ int uxp_exp_remove(xpmem_segid_t segid)
 			break;
 		}
 	/* grants whose importer did not answer: forget them (its later
-	 * REVOKE_ACK or RELEASE finds nothing) */
+	 * REVOKE_ACK or RELEASE finds nothing), and disconnect it: it may not
+	 * have been told (stopped, stuck), and must not go on reading the
+	 * segment as granted when it runs again */
+	for (struct grant *g = grants; g; g = g->next)
+		if (g->seg == s && g->revoking)
+			uxp_conn_disconnect(g->conn, "it did not acknowledge a revocation in time");
 	struct grant *dead = NULL;
 	for (struct grant **p = &grants; *p;) {
 		struct grant *g = *p;

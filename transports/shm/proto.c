@@ -1,4 +1,5 @@
 /* proto.c - encode, decode and move control messages (see proto.h). */
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -25,7 +26,9 @@ static int check_pieces(const struct uxp_msgbuf *b, unsigned nfds)
 		/* pieces tile [addr, addr+len) in order, without overflow */
 		if (p->addr != at || p->len == 0 || p->addr + p->len < p->addr)
 			return -EBADMSG;
-		if (p->kind < UXP_PIECE_HOLE || p->kind > UXP_PIECE_FD)
+		if (p->kind < UXP_PIECE_HOLE || p->kind > UXP_PIECE_SYSV)
+			return -EBADMSG;
+		if (p->kind == UXP_PIECE_SYSV && p->fd > INT32_MAX)
 			return -EBADMSG;
 		if (p->kind == UXP_PIECE_FD && p->fd >= nfds)
 			return -EBADMSG;
@@ -134,6 +137,39 @@ static int send_buf(int sock, const void *buf, size_t len, const int *fds, unsig
 			continue;
 		return n < 0 ? -errno : -EMSGSIZE;
 	}
+}
+
+/* send_buf without blocking for more than timeout_ms while the peer's
+ * queue is full (it reads slowly); -ETIMEDOUT then. */
+static int send_buf_within(int sock, const void *buf, size_t len, const int *fds, unsigned nfds,
+			   long timeout_ms)
+{
+	long long deadline = uxp_now_ms() + timeout_ms;
+	for (;;) {
+		int ret = send_buf(sock, buf, len, fds, nfds, MSG_DONTWAIT);
+		long long left = deadline - uxp_now_ms();
+		if (ret != -EAGAIN)
+			return ret;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		struct pollfd p = { .fd = sock, .events = POLLOUT };
+		if (poll(&p, 1, (int)(left < 100 ? left : 100)) < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+int uxp_msg_send_within(int sock, const struct uxp_msg *m, int fd, long timeout_ms)
+{
+	return send_buf_within(sock, m, sizeof(*m), &fd, fd >= 0 ? 1 : 0, timeout_ms);
+}
+
+int uxp_msg_send_pieces_within(int sock, const struct uxp_msgbuf *b, const int *fds, unsigned nfds,
+			       long timeout_ms)
+{
+	if (b->m.count > UXP_MAX_PIECES)
+		return -EINVAL;
+	return send_buf_within(sock, b, sizeof(b->m) + b->m.count * sizeof(struct uxp_piece), fds, nfds,
+			       timeout_ms);
 }
 
 int uxp_msg_send(int sock, const struct uxp_msg *m, int fd, int flags)

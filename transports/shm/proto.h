@@ -20,18 +20,26 @@ enum uxp_msg_type {
 	UXP_MSG_RELEASE,       /* importer -> exporter: grant (no reply) */
 	UXP_MSG_REVOKE,        /* exporter -> importer: grant, reason */
 	UXP_MSG_REVOKE_ACK,    /* importer -> exporter: grant, after zapping */
-	UXP_MSG_RESOLVE,       /* importer -> exporter: grant, exporter range addr+len */
+	UXP_MSG_RESOLVE,       /* importer -> exporter: grant, exporter range addr+len
+				* [, UXP_RESOLVE_NEED] */
 	UXP_MSG_RESOLVE_REPLY, /* exporter -> importer: status, count pieces [+ fds] */
 	UXP_MSG_INVALIDATE,    /* exporter -> importer: exporter range addr+len changed */
 	UXP_MSG_INVALIDATE_ACK, /* importer -> exporter: seq, after zapping */
 	UXP_MSG_TYPE_MAX = UXP_MSG_INVALIDATE_ACK,
 };
 
+/* RESOLVE flag: convert nothing outside [seg_vaddr, seg_vaddr+seg_size),
+ * the range the importer attaches (within addr+len); the rest of addr+len is
+ * answered from what is shared already, else a hole.  0+0: convert nothing. */
+#define UXP_RESOLVE_NEED 0x1u
+
 /* What backs one piece of an exporter range (RESOLVE_REPLY). */
 enum uxp_piece_kind {
 	UXP_PIECE_HOLE = 1,   /* nothing shareable: SIGBUS when touched */
 	UXP_PIECE_ARENA,      /* the arena memfd the importer got with the grant */
 	UXP_PIECE_FD,         /* descriptor number fd of the reply, at offset */
+	UXP_PIECE_SYSV,       /* SysV segment id fd (no descriptor), at offset: the
+			       * importer attaches it with shmat(2) itself */
 };
 
 struct uxp_piece {
@@ -39,7 +47,8 @@ struct uxp_piece {
 	uint64_t len;         /* bytes, page multiple */
 	uint64_t offset;      /* in the backing file */
 	uint32_t kind;
-	uint32_t fd;          /* index into the reply's descriptors (UXP_PIECE_FD) */
+	uint32_t fd;          /* index into the reply's descriptors (UXP_PIECE_FD),
+			       * or the SysV segment id (UXP_PIECE_SYSV) */
 };
 
 #define UXP_MAX_PIECES 64
@@ -56,11 +65,11 @@ struct uxp_msg {
 	uint16_t version;
 	uint16_t type;
 	int32_t status;       /* replies: 0 or -errno */
-	uint32_t flags;       /* GET: XPMEM_RDONLY or XPMEM_RDWR */
+	uint32_t flags;       /* GET: XPMEM_RDONLY or XPMEM_RDWR; RESOLVE: UXP_RESOLVE_NEED */
 	uint64_t seq;         /* request id, echoed by the reply */
 	int64_t segid;        /* GET */
 	uint64_t grant;       /* GET_REPLY, RELEASE, REVOKE, REVOKE_ACK */
-	uint64_t seg_vaddr;   /* GET_REPLY: segment range in the exporter */
+	uint64_t seg_vaddr;   /* GET_REPLY: segment range in the exporter; RESOLVE: need */
 	uint64_t seg_size;
 	uint64_t arena_base;  /* GET_REPLY: arena range; size 0 = no descriptor */
 	uint64_t arena_size;
@@ -91,6 +100,13 @@ int uxp_msg_send(int sock, const struct uxp_msg *m, int fd, int flags);
 /* Send a RESOLVE_REPLY with its pieces and nfds descriptors. */
 int uxp_msg_send_pieces(int sock, const struct uxp_msgbuf *b, const int *fds, unsigned nfds,
 			int flags);
+
+/* The same, waiting at most timeout_ms while the peer's queue is full
+ * (-ETIMEDOUT), never longer: a reader that is slow, not one that is
+ * stuck, must not lose the message. */
+int uxp_msg_send_within(int sock, const struct uxp_msg *m, int fd, long timeout_ms);
+int uxp_msg_send_pieces_within(int sock, const struct uxp_msgbuf *b, const int *fds, unsigned nfds,
+			       long timeout_ms);
 
 /* Receive one message without blocking.  1 and its descriptors (fds[],
  * *nfds; at most UXP_MAX_FDS) on a message, 0 on end of stream, -EAGAIN if

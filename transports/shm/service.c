@@ -221,6 +221,16 @@ static void fail_waiters(struct uxp_conn *c, int status)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void uxp_conn_disconnect(struct uxp_conn *c, const char *why)
+{
+	if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE))
+		return;
+	uxp_warn("shm: disconnecting pid %d: %s", (int)c->peer_pid, why);
+	/* not torn down here: the service thread sees the hang-up and does it
+	 * (conn_close), as for a peer that closed */
+	shutdown(c->fd, SHUT_RDWR);
+}
+
 /* Service thread: the peer is gone (or misbehaved); tear c down. */
 static void conn_close(struct uxp_conn *c, const char *why, int error)
 {
@@ -519,7 +529,9 @@ static int connect_name(pid_t pid, const char *suffix, int *out)
 	if (connect(fd, (struct sockaddr *)&sun, len) < 0) {
 		int e = errno;
 		close(fd);
-		return uxp_fail(ENOENT, "shm: no exporter process %d (%s)", (int)pid, strerror(e));
+		return uxp_fail(ENOENT, "shm: no exporter process %d (%s)%s", (int)pid, strerror(e),
+				sun.sun_path[0] ? "" : ": not running, or in another network "
+				"namespace (its abstract socket is out of reach: a node id of its own)");
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 || cr.pid != pid) {
 		uxp_warn("shm: socket of pid %d is served by pid %d (uid %d): refusing", (int)pid,
@@ -599,8 +611,8 @@ int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msgbuf *
 	c->waiters = &w;
 	pthread_mutex_unlock(&c->lock);
 
-	int ret = uxp_msg_send(c->fd, req, -1, 0);
 	uxp_deadline(&deadline, ms);
+	int ret = uxp_msg_send_within(c->fd, req, -1, ms);
 	pthread_mutex_lock(&c->lock);
 	while (ret == 0 && !w.done)
 		if (pthread_cond_timedwait(&w.cond, &c->lock, &deadline) == ETIMEDOUT)

@@ -48,6 +48,11 @@ int uxp_svc_request(struct uxp_conn *c, struct uxp_msg *req, struct uxp_msgbuf *
 		    unsigned *nfds);
 void uxp_conn_get(struct uxp_conn *c);
 void uxp_conn_put(struct uxp_conn *c);
+/* An importer that could not be told of a revocation or invalidation in
+ * time: drop its connection (any thread; the service thread tears it down
+ * and the importer, when it runs again, maps SIGBUS over everything it had
+ * of us before anything else it reads from that connection). */
+void uxp_conn_disconnect(struct uxp_conn *c, const char *why);
 /* Forget everything inherited from the parent (forked child). */
 void uxp_svc_fork_child(void);
 /* Socket address of pid's service; returns its length. */
@@ -86,12 +91,41 @@ void uxp_conv_exclude_self(void);
 void uxp_conv_fork_child(void);
 /* Register for the arena's unmap notices (exporters, once). */
 void uxp_conv_watch_arena(void);
+/* Send INVALIDATE [a, b) to conns and wait (bounded) for their acknowledgements. */
+void uxp_conv_invalidate(struct uxp_conn *const *conns, unsigned n, uintptr_t a, uintptr_t b);
+
+/* ---- arena holes (arenaholes.c) ------------------------------------------
+ * What the arena has from a on (uxpmem_arena_mapped_v1: 1 memory, 0 none,
+ * 2 something mapped over it) up to *end <= b; a hole is remembered as
+ * given to c, which is invalidated when memory is mapped there. */
+int uxp_arena_run(struct uxp_conn *c, uintptr_t a, uintptr_t b, uintptr_t *end);
+void uxp_arena_holes_watch(void);
+void uxp_arena_holes_conn_closed(struct uxp_conn *c);
+void uxp_arena_holes_fork_child(void);
 /* Connections holding a grant with the arena descriptor (references
  * taken), at most max of them. */
 unsigned uxp_exp_arena_conns(struct uxp_conn **conns, unsigned max);
 /* This process's arena, if it has one (exporter.c). */
 struct uxpmem_arena_v1;
 int uxp_exp_arena(struct uxpmem_arena_v1 *a);
+
+/* ---- the application's shared mappings (shared.c) ----------------------- */
+/* The SysV segment id a mapping (its /proc/self/maps path, device and
+ * inode) maps, or -1 if it is no SysV segment. */
+int uxp_shared_sysv_id(const char *path, dev_t dev, ino_t ino);
+/* A descriptor of the file (dev, ino) that the mapping [vstart, vend) of
+ * this process maps: read-write if writable and permitted, else read-only.
+ * -errno and why[] if there is none to be had. */
+int uxp_shared_open(uintptr_t vstart, uintptr_t vend, dev_t dev, ino_t ino, int writable,
+		    char *why, size_t whylen);
+/* What the importer of c may do with the file fd (or SysV segment shmid
+ * if >= 0) by its own permissions: 04 read, 02 write. */
+unsigned uxp_shared_access(int fd, int shmid, const struct uxp_conn *c);
+/* Is gid c's peer's primary or a supplementary group? (exporter.c) */
+int uxp_conn_in_group(const struct uxp_conn *c, gid_t gid);
+/* Does [a, ...) lie in one of this process's own attachments (importer.c)?
+ * Then it is not ours to export. */
+int uxp_imp_owns(uintptr_t a);
 
 /* ---- helpers (shm.c) ---------------------------------------------------- */
 /* A sealed zero-length memfd: mapping it makes every touch raise SIGBUS. */

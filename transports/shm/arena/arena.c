@@ -47,6 +47,11 @@ int uxa_sys_madvise(void *addr, size_t len, int advice)
 	return (int)syscall(SYS_madvise, addr, len, advice);
 }
 
+int uxa_sys_shmdt(const void *addr)
+{
+	return (int)syscall(SYS_shmdt, addr);
+}
+
 void *uxa_sys_mremap(void *old, size_t oldsz, size_t newsz, int flags, void *new_addr)
 {
 	return (void *)syscall(SYS_mremap, old, oldsz, newsz, flags, new_addr);

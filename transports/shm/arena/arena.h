@@ -31,6 +31,26 @@ int uxpmem_arena_query_v1(struct uxpmem_arena_v1 *out);
 typedef void (*uxpmem_arena_unmap_fn)(uint64_t start, uint64_t len);
 void uxpmem_arena_on_unmap_v1(uxpmem_arena_unmap_fn fn);
 
+/* Called (in the calling thread) after the application unmapped or
+ * replaced memory outside the arena: munmap, mremap of the old range,
+ * mmap(MAP_FIXED), shmdt (len 0: the segment attached at start).
+ * libxpmem checks the application's exported shared mappings that raise
+ * no userfaultfd events (SysV segments, shared file mappings). */
+void uxpmem_arena_on_foreign_unmap_v1(uxpmem_arena_unmap_fn fn);
+
+/* What backs [addr, addr+len) of the arena, from addr on: 1 memory the
+ * application has (heap, anonymous mmap), 0 none (never allocated, or
+ * unmapped), 2 something else mapped over the arena (its own mapping);
+ * *run: bytes from addr in that state (<= len).  -EINVAL outside. */
+int uxpmem_arena_mapped_v1(uint64_t addr, uint64_t len, uint64_t *run);
+
+/* Called (holding no arena lock) after [start, start+len) of the arena
+ * became memory of the application again, before the call that mapped it
+ * returns.  may_wait 0: inside the allocator (its locks held), so the hook
+ * must not wait for anything. */
+typedef void (*uxpmem_arena_map_fn)(uint64_t start, uint64_t len, int may_wait);
+void uxpmem_arena_on_map_v1(uxpmem_arena_map_fn fn);
+
 typedef int (*uxpmem_arena_query_v1_fn)(struct uxpmem_arena_v1 *out);
 
 #endif /* UXPMEM_ARENA_H */

@@ -66,11 +66,17 @@ void uxa_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 #define UXA_WARN 2
 #define UXA_DEBUG 4
 
+/* ---- mmap.c ---- */
+/* [a, a + n) became memory of the application (FREE before): tell
+ * libxpmem (no arena lock held; may_wait 0 inside jemalloc). */
+void uxa_tell_mapped(uintptr_t a, size_t n, int may_wait);
+
 /* ---- raw system calls (also what jemalloc's own mmap calls become) ---- */
 void *uxa_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int uxa_sys_munmap(void *addr, size_t len);
 int uxa_sys_madvise(void *addr, size_t len, int advice);
 void *uxa_sys_mremap(void *old, size_t oldsz, size_t newsz, int flags, void *new_addr);
+int uxa_sys_shmdt(const void *addr);
 
 /* ---- segs.c: the segment map (caller holds uxa.lock) ---- */
 int segs_init(uintptr_t base, size_t size);

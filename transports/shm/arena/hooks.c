@@ -120,6 +120,7 @@ static void *h_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alig
 	/* the range may have been munmap'd (PROT_NONE) by the mmap interposer */
 	if (reprotect)
 		mprotect((void *)a, size, PROT_READ | PROT_WRITE);
+	uxa_tell_mapped(a, size, 0);
 	*zero = true;
 	*commit = true;
 	return (void *)a;

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <unistd.h>
 
 #include "arena_int.h"
@@ -52,7 +53,7 @@ static int remap_arena(uintptr_t a, size_t len, int prot)
 	return m == MAP_FAILED ? -errno : 0;
 }
 
-static void *arena_anon(void *hint, size_t len, int prot, int flags)
+static void *arena_anon(void *hint, size_t len, int prot, int flags, int may_wait)
 {
 	uintptr_t a = 0;
 	pthread_mutex_lock(&uxa.lock);
@@ -72,13 +73,15 @@ static void *arena_anon(void *hint, size_t len, int prot, int flags)
 		uxa_log(UXA_DEBUG, "mmap %zu bytes: not from the arena", len);
 		return uxa_sys_mmap(hint, len, prot, flags, -1, 0);
 	}
+	uxa_tell_mapped(a, len, may_wait);
 	if (flags & MAP_POPULATE)
 		populate((void *)a, len, prot);
 	return (void *)a;
 }
 
 /* MAP_FIXED / MAP_FIXED_NOREPLACE over [a, a + len) inside the arena. */
-static void *arena_fixed(uintptr_t a, size_t len, int prot, int flags, int fd, off_t off)
+static void *arena_fixed(uintptr_t a, size_t len, int prot, int flags, int fd, off_t off,
+			 int may_wait)
 {
 	void *ret = (void *)a;
 	unsigned may = (flags & MAP_FIXED_NOREPLACE) && !(flags & MAP_FIXED)
@@ -112,17 +115,60 @@ static void *arena_fixed(uintptr_t a, size_t len, int prot, int flags, int fd, o
 		}
 	}
 	pthread_mutex_unlock(&uxa.lock);
+	if (ret != MAP_FAILED && anon_private(flags, off))
+		uxa_tell_mapped(a, len, may_wait);
 	if (ret != MAP_FAILED && (flags & MAP_POPULATE) && anon_private(flags, off))
 		populate(ret, len, prot);
 	return ret;
 }
 
-/* jemalloc's own mmap calls land here (jemalloc.syms): extents that it
- * allocates with its default hooks, before ours are installed (its
- * initialisation allocates), and its metadata live in the arena too.  No
- * uxa_ensure_init(): the arena is set up before jemalloc initialises. */
-void *uxa_je_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
-void *uxa_je_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+/* ---- telling libxpmem ------------------------------------------------------- */
+
+static uxpmem_arena_unmap_fn unmap_hook; /* libxpmem's, if loaded */
+static uxpmem_arena_unmap_fn foreign_hook;
+
+UXA_EXPORT void uxpmem_arena_on_unmap_v1(uxpmem_arena_unmap_fn fn)
+{
+	__atomic_store_n(&unmap_hook, fn, __ATOMIC_RELEASE);
+}
+
+UXA_EXPORT void uxpmem_arena_on_foreign_unmap_v1(uxpmem_arena_unmap_fn fn)
+{
+	__atomic_store_n(&foreign_hook, fn, __ATOMIC_RELEASE);
+}
+
+/* Memory outside the arena was unmapped or replaced (see arena.h). */
+static void tell_foreign(uintptr_t a, size_t n)
+{
+	uxpmem_arena_unmap_fn fn = __atomic_load_n(&foreign_hook, __ATOMIC_ACQUIRE);
+	if (fn)
+		fn(a, n);
+}
+
+UXA_EXPORT int shmdt(const void *addr)
+{
+	int r = uxa_sys_shmdt(addr);
+	if (r == 0)
+		tell_foreign((uintptr_t)addr, 0);
+	return r;
+}
+
+/* The application unmapped [a, a+n) of the arena: importers must not read
+ * the zeros left there (the exporter itself now faults). */
+static void tell_unmapped(uintptr_t a, size_t n)
+{
+	uxpmem_arena_unmap_fn fn = __atomic_load_n(&unmap_hook, __ATOMIC_ACQUIRE);
+	uintptr_t lo = a > uxa.base ? a : uxa.base;
+	uintptr_t hi = a + n < uxa.base + uxa.size ? a + n : uxa.base + uxa.size;
+	if (fn && lo < hi)
+		fn(lo, hi - lo);
+}
+
+/* An mmap of the application (may_wait 1) or of jemalloc (0: it may hold
+ * its locks, which the service thread that reads the acknowledgements of
+ * the map hook's invalidation can need for its own malloc: waiting would
+ * deadlock until the invalidation timed out and the importer was cut off). */
+static void *arena_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, int may_wait)
 {
 	if (!uxa.active || len == 0 || len > uxa.size)
 		return uxa_sys_mmap(addr, len, prot, flags, fd, off);
@@ -135,19 +181,33 @@ void *uxa_je_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 			return fail(EINVAL);
 		if (!uxa_in_arena(a, n))
 			return fail(ENOMEM); /* straddles the arena's edge */
-		return arena_fixed(a, n, prot, flags, fd, off);
+		return arena_fixed(a, n, prot, flags, fd, off, may_wait);
 	}
 	/* a hint outside the arena asks for a place: the kernel's business;
 	 * PROT_NONE is an address reservation, not memory to share */
 	if (!anon_private(flags, off) || prot == PROT_NONE || (addr && !uxa_in_arena(a, n)))
 		return uxa_sys_mmap(addr, len, prot, flags, fd, off);
-	return arena_anon(addr, n, prot, flags);
+	return arena_anon(addr, n, prot, flags, may_wait);
+}
+
+/* jemalloc's own mmap calls land here (jemalloc.syms): extents that it
+ * allocates with its default hooks, before ours are installed (its
+ * initialisation allocates), and its metadata (base blocks, allocated with
+ * its grow mutex held) live in the arena too.  No uxa_ensure_init(): the
+ * arena is set up before jemalloc initialises. */
+void *uxa_je_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+void *uxa_je_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return arena_mmap(addr, len, prot, flags, fd, off, 0);
 }
 
 UXA_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	uxa_ensure_init();
-	return uxa_je_mmap(addr, len, prot, flags, fd, off);
+	void *r = arena_mmap(addr, len, prot, flags, fd, off, 1);
+	if (r != MAP_FAILED && (flags & MAP_FIXED) && !uxa_overlaps_arena((uintptr_t)r, len))
+		tell_foreign((uintptr_t)r, len); /* replaced whatever was there */
+	return r;
 }
 
 UXA_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -190,22 +250,40 @@ static int arena_unmap(uintptr_t a, size_t n)
 	return r;
 }
 
-static uxpmem_arena_unmap_fn unmap_hook; /* libxpmem's, if loaded */
+static uxpmem_arena_map_fn map_hook;
 
-UXA_EXPORT void uxpmem_arena_on_unmap_v1(uxpmem_arena_unmap_fn fn)
+UXA_EXPORT void uxpmem_arena_on_map_v1(uxpmem_arena_map_fn fn)
 {
-	__atomic_store_n(&unmap_hook, fn, __ATOMIC_RELEASE);
+	__atomic_store_n(&map_hook, fn, __ATOMIC_RELEASE);
 }
 
-/* The application unmapped [a, a+n) of the arena: importers must not read
- * the zeros left there (the exporter itself now faults). */
-static void tell_unmapped(uintptr_t a, size_t n)
+void uxa_tell_mapped(uintptr_t a, size_t n, int may_wait)
 {
-	uxpmem_arena_unmap_fn fn = __atomic_load_n(&unmap_hook, __ATOMIC_ACQUIRE);
-	uintptr_t lo = a > uxa.base ? a : uxa.base;
-	uintptr_t hi = a + n < uxa.base + uxa.size ? a + n : uxa.base + uxa.size;
-	if (fn && lo < hi)
-		fn(lo, hi - lo);
+	uxpmem_arena_map_fn fn = __atomic_load_n(&map_hook, __ATOMIC_ACQUIRE);
+	if (fn)
+		fn(a, n, may_wait);
+}
+
+/* HEAP and MMAP are both the application's memory. */
+static unsigned mapped_class(unsigned state)
+{
+	return state & (SEG_HEAP | SEG_MMAP) ? SEG_HEAP | SEG_MMAP : state;
+}
+
+UXA_EXPORT int uxpmem_arena_mapped_v1(uint64_t addr, uint64_t len, uint64_t *run)
+{
+	if (!uxa_in_arena(addr, len) || len == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&uxa.lock);
+	unsigned mask = mapped_class(segs_state_at(addr, NULL));
+	uintptr_t cur = addr, end = addr + len, e = addr, s;
+	size_t n;
+	unsigned st;
+	while (e < end && segs_next(&cur, end, mask, &s, &n, &st) && s == e)
+		e = s + n;
+	pthread_mutex_unlock(&uxa.lock);
+	*run = e > addr ? e - addr : len;
+	return mask == SEG_FREE ? 0 : mask == SEG_FOREIGN ? 2 : 1;
 }
 
 static int do_munmap(void *addr, size_t len, bool tell);
@@ -220,8 +298,12 @@ UXA_EXPORT int munmap(void *addr, size_t len)
 static int do_munmap(void *addr, size_t len, bool tell)
 {
 	uintptr_t a = (uintptr_t)addr;
-	if (!uxa.active || len == 0 || !uxa_overlaps_arena(a, uxa_round_up(len, UXA_PAGE)))
-		return uxa_sys_munmap(addr, len);
+	if (!uxa.active || len == 0 || !uxa_overlaps_arena(a, uxa_round_up(len, UXA_PAGE))) {
+		int r = uxa_sys_munmap(addr, len);
+		if (r == 0 && tell)
+			tell_foreign(a, len);
+		return r;
+	}
 	if (a & (UXA_PAGE - 1)) {
 		errno = EINVAL;
 		return -1;
@@ -275,6 +357,7 @@ static void *arena_mremap(uintptr_t old, size_t oldsz, size_t newsz, int flags, 
 		if (segs_set(old + oldsz, newsz - oldsz, SEG_FREE, SEG_MMAP, prot) == 0) {
 			mprotect((void *)(old + oldsz), newsz - oldsz, prot);
 			pthread_mutex_unlock(&uxa.lock);
+			uxa_tell_mapped(old + oldsz, newsz - oldsz, 1);
 			return (void *)old;
 		}
 		if (!(flags & MREMAP_MAYMOVE))
@@ -325,6 +408,8 @@ out:
 	pthread_mutex_unlock(&uxa.lock);
 	if (ret == MAP_FAILED)
 		errno = err;
+	else if (dst)
+		uxa_tell_mapped(dst, newsz, 1);
 	return ret;
 }
 
@@ -340,8 +425,12 @@ UXA_EXPORT void *mremap(void *old_addr, size_t oldsz, size_t newsz, int flags, .
 	uintptr_t old = (uintptr_t)old_addr, to = (uintptr_t)new_addr;
 	bool old_in = uxa_overlaps_arena(old, oldsz ? oldsz : 1);
 	bool new_in = (flags & MREMAP_FIXED) && uxa_overlaps_arena(to, newsz);
-	if (!old_in && !new_in)
-		return uxa_sys_mremap(old_addr, oldsz, newsz, flags, new_addr);
+	if (!old_in && !new_in) {
+		void *r = uxa_sys_mremap(old_addr, oldsz, newsz, flags, new_addr);
+		if (r != MAP_FAILED && (r != old_addr || newsz < oldsz))
+			tell_foreign(old, oldsz); /* moved or shrunk (new place: libxpmem rereads) */
+		return r;
+	}
 	if ((old & (UXA_PAGE - 1)) || newsz == 0 || oldsz == 0 ||
 	    (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP)) ||
 	    ((flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) && !(flags & MREMAP_MAYMOVE)) ||
