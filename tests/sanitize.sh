@@ -49,6 +49,7 @@ if [ "${UXP_SKIP_ASAN:-0}" != 1 ]; then
 	rm -f lsan-probe lsan-probe.c lsan-probe.out
 
 	export ASAN_OPTIONS=detect_leaks=$leaks:abort_on_error=1
+	export LSAN_OPTIONS=suppressions=$srcdir/tests/lsan.supp # other projects' leaks only
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 	if step "ASan+UBSan: configure" "$srcdir/configure" --enable-werror -q \
 			CFLAGS="-O1 -g $san -fno-omit-frame-pointer" LDFLAGS="$san" &&
@@ -62,7 +63,7 @@ if [ "${UXP_SKIP_ASAN:-0}" != 1 ]; then
 		fi
 		count_suite test-suite.log "ASan+UBSan make check"
 	fi
-	unset ASAN_OPTIONS UBSAN_OPTIONS
+	unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 	cd "$srcdir" || exit 1
 fi
 
@@ -174,9 +175,11 @@ if [ "${UXP_SKIP_VALGRIND:-0}" != 1 ]; then
 		rc=0
 		# A smaller arena in the (native) peers: valgrind's address space
 		# manager refuses to map a 64 GiB arena in the importer (ENOMEM).
+		# UXP_VALGRIND=1 also stretches every hang guard, Check's timeouts
+		# included (tu_slowdown() in tests/common/testutil.c).
 		env UXP_BUILDDIR="$plain" UXP_SRCDIR="$srcdir" UXP_VALGRIND=1 XPMEM_USERFAULTFD=0 $fork_env \
 			XPMEM_ARENA_SIZE="${XPMEM_ARENA_SIZE:-1G}" \
-			CK_TIMEOUT_MULTIPLIER=20 CK_VERBOSITY=normal \
+			CK_VERBOSITY=normal \
 			timeout 900 "$plain/libtool" --mode=execute \
 			valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
 			--show-leak-kinds=definite \
