@@ -601,7 +601,7 @@ int main(int argc, char **argv)
 	unsetenv("LD_PRELOAD"); /* children we exec choose for themselves */
 	Suite *s = suite_create("arena");
 	TCase *tc = tcase_create("arena");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, test_query);
 	tcase_add_test(tc, test_alloc_in_arena);

@@ -98,7 +98,7 @@ static void drain(void)
 
 int cv_events_wait(int n, int ms)
 {
-	long long end = st_now_ms() + ms;
+	long long end = st_now_ms() + tu_guard_ms(ms);
 	for (;;) {
 		drain();
 		long long left = end - st_now_ms();

@@ -13,24 +13,46 @@
  *   make VA SZ MODE | remove SEG
  *   malloc SZ | memalign SZ | free A | freemalloc A SZ SEED -> ok NEW SAME
  *   fill A SZ SEED | check A SZ SEED | zero A SZ (check zeros) | rd A | wr A V
- *   mmapanon SZ | mmapshared SZ | mmapfixed A SZ SEED | munmap A SZ
+ *   mmapanon SZ | mmapshared SZ | mmapfixed A SZ SEED | munmap A SZ |
+ *   munmapeach A N (page by page) -> ok MS
  *   mremap A SZ -> ok NEW (moved elsewhere) | madv A SZ (DONTNEED, then
  *   verify zeros at once: ok | bad OFF)
  *   static -> ok BSS BSSLEN DATA DATALEN | mstack -> ok A LEN
- *   stackthr -> ok A LEN (a thread spinning with a buffer on its stack:
- *   word 0 = its iteration count, word 2 = echo of word 1) | stackstop -> ok COUNT
+ *   stackthr -> ok A LEN T (a thread spinning with a buffer on its stack:
+ *   word 0 = its iteration count, word 2 = echo of word 1; T its
+ *   pthread_t, its descriptor) | stackstop -> ok COUNT
  *   ctrstart NT [data] -> ok BASE STRIDE NCHUNK (counters in the heap, or
  *   with "data" in an initialized global array: .data) | ctrstop -> ok
  *   MISMATCH LOST TOTAL WSUM
  *   pipewait -> ok (a thread blocks in read(2) of a pipe) | pipefeed N -> ok
  *   GOT ERRNO (N bytes written; what that read returned)
  *   sigblock -> ok (a thread blocking every signal spins) | sigblockstop
- *   hooked A SZ -> ok N (mremap calls seen by our memory hook that cover
- *   [A, A+SZ), as UCX's hooks would see them)
+ *   hooked A SZ -> ok N (mmap/munmap/mremap/madvise calls seen by our
+ *   memory hooks that touch [A, A+SZ), as UCX's hooks would see them) |
+ *   hookarm A (from now on the hooks take a lock and count in the word at
+ *   A) | hookhold (a thread keeps taking that lock and writing A) |
+ *   hookstop -> ok ROUNDS (stops it, disarms)
  *   fork SEED PSEED A1 S1 [A2 S2] -> ok CHILDPID | forkend -> ok CHILDSTATUS
  *   cas A N NT | join | maxaddr
+ *   tag A SZ GEN (word 0 of page i = pu_tag(i, GEN)) | churn A NHOLES HOLEPAGES
+ *   (a thread makes and fills holes in [A, ...) in loops: see churn_main) |
+ *   churnstop -> ok ROUNDS | err E (what failed)
+ *   convbytes A SZ -> ok N (bytes of it mapped from a conversion memfd)
+ *   bgmunmap A SZ (munmap in a thread) | bgjoin -> ok | err E
+ *   forkserve -> ok CHILDPID from the child, which serves the next commands
+ *   until "exit"; then the parent answers ok STATUS
+ *   race A OP (a thread does OP to page A+4096 while the converter has A
+ *   frozen: see rc_main) | racestop -> ok RACED BADOFF ACTED (BADOFF -1: P
+ *   is right; ACTED 0: the thread saw no freeze and left P alone)
+ *   tcb -> ok A (the main thread's pthread_self(): its descriptor) |
+ *   tidcheck [T] -> ok | err E (another thread signals the main thread, or
+ *   thread T, with 0 and reads its CPU clock: its descriptor still holds
+ *   its tid)
  */
+#include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
@@ -43,6 +65,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <xpmem.h>
@@ -152,11 +175,62 @@ static void *ctr_main(void *arg)
 	return NULL;
 }
 
-/* ---- a memory hook, as UCX and Open MPI install them: every mremap call
- * of the process (libxpmem's included) comes here first ---- */
-#define MAX_HOOKED 256
+/* ---- memory hooks, as UCX (ucm) and Open MPI install them: every mmap,
+ * munmap, mremap and madvise call of the process through the dynamic
+ * linker (libxpmem's included) comes here first.  Each call is recorded;
+ * armed ("hookarm A"), a call also takes hook_mu and counts itself in the
+ * word at A: application memory and an application lock, as UCX's hooks
+ * update its registration cache under its lock ---- */
+#define MAX_HOOKED 4096
 static uintptr_t hooked_lo[MAX_HOOKED], hooked_hi[MAX_HOOKED];
 static unsigned nhooked;
+static pthread_mutex_t hook_mu = PTHREAD_MUTEX_INITIALIZER;
+static volatile uint64_t *hook_word;
+static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+static int (*real_munmap)(void *, size_t);
+static int (*real_madvise)(void *, size_t, int);
+
+/* the sanitizers' interceptors, when there are any (else libc's) */
+__attribute__((constructor)) static void hooks_init(void)
+{
+	real_mmap = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
+	real_munmap = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap");
+	real_madvise = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
+}
+
+static void hook(const void *a, size_t len)
+{
+	unsigned i = __atomic_fetch_add(&nhooked, 1, __ATOMIC_RELAXED);
+	if (i < MAX_HOOKED) {
+		hooked_lo[i] = (uintptr_t)a;
+		hooked_hi[i] = (uintptr_t)a + len;
+	}
+	volatile uint64_t *w = __atomic_load_n(&hook_word, __ATOMIC_ACQUIRE);
+	if (w) {
+		pthread_mutex_lock(&hook_mu);
+		(*w)++;
+		pthread_mutex_unlock(&hook_mu);
+	}
+}
+
+void *mmap(void *a, size_t len, int prot, int flags, int fd, off_t off)
+{
+	hook(a, len);
+	return real_mmap ? real_mmap(a, len, prot, flags, fd, off)
+			 : (void *)syscall(SYS_mmap, a, len, prot, flags, fd, off);
+}
+
+int munmap(void *a, size_t len)
+{
+	hook(a, len);
+	return real_munmap ? real_munmap(a, len) : (int)syscall(SYS_munmap, a, len);
+}
+
+int madvise(void *a, size_t len, int advice)
+{
+	hook(a, len);
+	return real_madvise ? real_madvise(a, len, advice) : (int)syscall(SYS_madvise, a, len, advice);
+}
 
 void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 {
@@ -164,21 +238,38 @@ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 	va_start(ap, flags);
 	void *to = (flags & MREMAP_FIXED) ? va_arg(ap, void *) : NULL;
 	va_end(ap);
-	unsigned i = __atomic_fetch_add(&nhooked, 1, __ATOMIC_RELAXED);
-	if (i < MAX_HOOKED) {
-		hooked_lo[i] = (uintptr_t)old;
-		hooked_hi[i] = (uintptr_t)old + old_len;
-	}
+	hook(old, old_len);
 	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, to);
 }
 
+/* Calls seen that touch [a, a+len). */
 static int hooked(uintptr_t a, size_t len)
 {
 	int n = 0;
 	unsigned all = __atomic_load_n(&nhooked, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < all && i < MAX_HOOKED; i++)
-		n += hooked_lo[i] <= a && a + len <= hooked_hi[i];
+		n += hooked_lo[i] < a + len && a < hooked_hi[i];
 	return n;
+}
+
+/* An application thread that keeps taking the hooks' lock and writing the
+ * word they update ("hookhold"), until "hookstop". */
+static pthread_t hh_th;
+static volatile int hh_stop;
+static volatile uint64_t hh_rounds;
+
+static void *hh_main(void *unused)
+{
+	(void)unused;
+	while (!__atomic_load_n(&hh_stop, __ATOMIC_RELAXED)) {
+		pthread_mutex_lock(&hook_mu);
+		(*hook_word)++;
+		pthread_mutex_unlock(&hook_mu);
+		hh_rounds++;
+		if ((hh_rounds & 255) == 0)
+			sched_yield();
+	}
+	return NULL;
 }
 
 /* ---- a thread blocked in a system call while others are stopped ---- */
@@ -229,12 +320,214 @@ static void fork_child(int done_wr, int go_rd, uint64_t seed, const struct regio
 	if (write(done_wr, &b, 1) != 1)
 		_exit(10);
 	struct pollfd p = { go_rd, POLLIN, 0 };
-	if (poll(&p, 1, 20000) != 1 || read(go_rd, &b, 1) != 1)
+	if (poll(&p, 1, tu_guard_ms(20000)) != 1 || read(go_rd, &b, 1) != 1)
 		_exit(11);
 	for (int i = 0; i < nr; i++)
 		if (check(r[i].a, r[i].sz, seed) >= 0)
 			_exit(20 + i); /* the parent's later writes reached the child */
 	_exit(0);
+}
+
+static void tag(char *a, size_t sz, unsigned gen)
+{
+	for (size_t i = 0; i < sz / 4096; i++)
+		*(volatile uint64_t *)(a + i * 4096) = pu_tag(i, gen);
+}
+
+/* ---- the churning thread: holes made and removed in an exported range ----
+ * Hole k is pages [2k*HP, 2k*HP + HP) of the range: in round r it is
+ * unmapped and mapped again, mapped over (MAP_FIXED), moved away with
+ * mremap and mapped again, or dropped with MADV_DONTNEED, in turn; then its
+ * pages are tagged with generation r. */
+static char *ch_base;
+static size_t ch_hole;
+static int ch_nholes;
+static pthread_t ch_th;
+static volatile int ch_stop, ch_err;
+static unsigned long ch_rounds;
+
+static int churn_hole(char *h, size_t len, int op, char *scratch)
+{
+	const int rw = PROT_READ | PROT_WRITE, anon = MAP_PRIVATE | MAP_ANONYMOUS;
+	switch (op) {
+	case 0:
+		if (munmap(h, len))
+			return errno;
+		/* never over what another thread mapped in the window */
+		return mmap(h, len, rw, anon | MAP_FIXED_NOREPLACE, -1, 0) == h ? 0 : errno ? errno : EEXIST;
+	case 1:
+		return mmap(h, len, rw, anon | MAP_FIXED, -1, 0) == h ? 0 : errno;
+	case 2:
+		/* EFAULT: the hole spans mappings of different kinds (an
+		 * importer's refault converted part of it): map over it instead */
+		if (mremap(h, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, scratch) != scratch)
+			return errno == EFAULT ? churn_hole(h, len, 1, scratch) : errno;
+		if (mmap(scratch, len, PROT_NONE, anon | MAP_FIXED | MAP_NORESERVE, -1, 0) != scratch)
+			return errno;
+		return mmap(h, len, rw, anon | MAP_FIXED_NOREPLACE, -1, 0) == h ? 0 : errno ? errno : EEXIST;
+	default:
+		return madvise(h, len, MADV_DONTNEED) ? errno : 0;
+	}
+}
+
+static void *churn_main(void *unused)
+{
+	(void)unused;
+	char *scratch = mmap(NULL, ch_hole, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (scratch == MAP_FAILED) {
+		ch_err = errno;
+		return NULL;
+	}
+	for (unsigned long r = 0; !__atomic_load_n(&ch_stop, __ATOMIC_RELAXED) && !ch_err; r++) {
+		for (int k = 0; k < ch_nholes && !ch_err; k++) {
+			char *h = ch_base + (size_t)k * 2 * ch_hole;
+			ch_err = churn_hole(h, ch_hole, (int)((r + (unsigned long)k) % 4), scratch);
+			if (!ch_err)
+				for (size_t i = 0; i < ch_hole / 4096; i++)
+					*(volatile uint64_t *)(h + i * 4096) =
+						pu_tag((size_t)(h - ch_base) / 4096 + i, (unsigned)r);
+		}
+		ch_rounds = r + 1;
+	}
+	munmap(scratch, ch_hole);
+	return NULL;
+}
+
+/* ---- racing a conversion ("race A OP", "racestop"): a thread waits until
+ * page A is write-protected by the converter's freeze (the page map's
+ * uffd-wp bit) and the copy has passed the next page (its memfd's blocks), then does OP to
+ * the next page P = A + 4096 (0: mmap MAP_FIXED over it, 1: MADV_DONTNEED,
+ * 2: munmap + mmap MAP_FIXED_NOREPLACE) and writes a tag into P's word 0.
+ * When the freeze is over, P must hold the tag and zeros elsewhere: the
+ * conversion must not map its older copy over what the application did. */
+#define RC_TAG 0x7a9c0ffee0ddf00dULL
+static pthread_t rc_th;
+static char *rc_base;
+static int rc_op;
+static volatile int rc_stop;
+static int rc_raced, rc_acted, rc_err;
+static long rc_bad = -1; /* offset in P of the first wrong word */
+
+static int rc_frozen(int pm, const void *p)
+{
+	uint64_t e = 0;
+	if (pread(pm, &e, sizeof(e), (off_t)((uintptr_t)p / 4096 * sizeof(e))) != (ssize_t)sizeof(e))
+		return -1;
+	return (e >> 57) & 1;
+}
+
+/* Blocks of the newest conversion memfd (a "memfd:uxpmem-conv" descriptor
+ * whose inode is not in old[]), or -1; with old == NULL, records them. */
+#define RC_MAXOLD 256
+static ino_t rc_old[RC_MAXOLD];
+static int rc_nold;
+
+static long long rc_conv_blocks(int record)
+{
+	long long blocks = -1;
+	for (int fd = 3; fd < 1024; fd++) {
+		char path[64], link[256];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		struct stat sb;
+		if (!strstr(link, "memfd:uxpmem-conv") || stat(path, &sb) < 0)
+			continue;
+		int old = 0;
+		for (int i = 0; i < rc_nold && !old; i++)
+			old = rc_old[i] == sb.st_ino;
+		if (record && !old && rc_nold < RC_MAXOLD)
+			rc_old[rc_nold++] = sb.st_ino;
+		else if (!record && !old)
+			blocks = (long long)sb.st_blocks;
+	}
+	return blocks;
+}
+
+static void *rc_main(void *unused)
+{
+	(void)unused;
+	char *p = rc_base + 4096;
+	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pm < 0) {
+		rc_err = errno;
+		return NULL;
+	}
+	while (!__atomic_load_n(&rc_stop, __ATOMIC_RELAXED) && rc_frozen(pm, rc_base) == 0)
+		;
+	if (__atomic_load_n(&rc_stop, __ATOMIC_RELAXED) || rc_frozen(pm, rc_base) != 1) {
+		close(pm);
+		return NULL; /* no freeze seen */
+	}
+	/* the converter copies now (milliseconds for 32 MiB): wait until its
+	 * memfd has more than P's worth of pages (the copy is sequential),
+	 * or give up when the freeze ends first */
+	struct timespec ms1 = { 0, 1000000 };
+	while (rc_frozen(pm, rc_base) == 1 && rc_conv_blocks(0) < 3 * 4096 / 512)
+		;
+	if (rc_frozen(pm, rc_base) != 1) {
+		close(pm);
+		return NULL;
+	}
+	const int rw = PROT_READ | PROT_WRITE, anon = MAP_PRIVATE | MAP_ANONYMOUS;
+	int e = 0;
+	if (rc_op == 0)
+		e = mmap(p, 4096, rw, anon | MAP_FIXED, -1, 0) == p ? 0 : errno;
+	else if (rc_op == 1)
+		e = madvise(p, 4096, MADV_DONTNEED) ? errno : 0;
+	else
+		e = munmap(p, 4096) ? errno
+		    : mmap(p, 4096, rw, anon | MAP_FIXED_NOREPLACE, -1, 0) == p ? 0 : errno ? errno : EEXIST;
+	if (e) {
+		rc_err = e;
+		close(pm);
+		return NULL;
+	}
+	*(volatile uint64_t *)p = RC_TAG;
+	rc_acted = 1;
+	/* still frozen after the write: the conversion's mmap comes after it */
+	rc_raced = rc_frozen(pm, rc_base) == 1;
+	for (int i = 0; rc_frozen(pm, rc_base) == 1 && i < tu_guard_ms(20000); i++)
+		nanosleep(&ms1, NULL);
+	close(pm);
+	if (*(volatile uint64_t *)p != RC_TAG)
+		rc_bad = 0;
+	for (size_t i = 1; i < 4096 / 8 && rc_bad < 0; i++)
+		if (((volatile uint64_t *)p)[i])
+			rc_bad = (long)i * 8;
+	return NULL;
+}
+
+/* ---- the main thread's descriptor ("tcb", "tidcheck") ---- */
+static pthread_t main_th;
+
+static void *tid_main(void *arg)
+{
+	pthread_t t = *(pthread_t *)arg;
+	clockid_t cid;
+	struct timespec ts;
+	int e = pthread_kill(t, 0);
+	if (!e)
+		e = pthread_getcpuclockid(t, &cid);
+	if (!e && clock_gettime(cid, &ts) < 0)
+		e = errno;
+	return (void *)(intptr_t)e;
+}
+
+/* ---- munmap in a thread ("bgmunmap A SZ", "bgjoin"): it may wait long for
+ * the notifier, and the main thread goes on serving commands ---- */
+static pthread_t bg_th;
+static void *bg_a;
+static size_t bg_sz;
+static int bg_err;
+
+static void *bg_main(void *unused)
+{
+	(void)unused;
+	bg_err = munmap(bg_a, bg_sz) ? errno : 0;
+	return NULL;
 }
 
 /* A line of at most len-1 bytes from fd 0 into buf (a private mapping). */
@@ -269,6 +562,7 @@ int main(void)
 	uint64_t mstack[CV_MSTACK / 8] __attribute__((aligned(4096)));
 	memset(mstack, 0, sizeof(mstack));
 	signal(SIGPIPE, SIG_IGN);
+	main_th = pthread_self();
 	data_area[0] = 1;
 	/* a fixed mmap threshold: glibc would raise it when the first mmapped
 	 * chunk is freed, and the next 1 MiB malloc would come from the brk heap */
@@ -364,6 +658,17 @@ int main(void)
 			void *a = (void *)(uintptr_t)pu_num(&save);
 			size_t sz = pu_num(&save);
 			munmap(a, sz) ? reply("err %d", errno) : reply("ok");
+		} else if (!strcmp(cmd, "munmapeach")) {
+			/* munmap N pages from A one by one: one invalidation each */
+			char *a = (char *)(uintptr_t)pu_num(&save);
+			size_t n = pu_num(&save), i = 0;
+			struct timespec t0, t1;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			while (i < n && munmap(a + i * 4096, 4096) == 0)
+				i++;
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			long long ms = (t1.tv_sec - t0.tv_sec) * 1000LL + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+			i == n ? reply("ok %lld", ms) : reply("err %d", errno);
 		} else if (!strcmp(cmd, "mremap")) {
 			void *a = (void *)(uintptr_t)pu_num(&save);
 			size_t sz = pu_num(&save);
@@ -398,7 +703,7 @@ int main(void)
 			}
 			while (!__atomic_load_n(&stk_running, __ATOMIC_ACQUIRE))
 				sched_yield();
-			reply("ok %#lx %d", (unsigned long)stk_buf, CV_STACK_BUF);
+			reply("ok %#lx %d %#lx", (unsigned long)stk_buf, CV_STACK_BUF, (unsigned long)stk_th);
 		} else if (!strcmp(cmd, "stackstop")) {
 			__atomic_store_n(&stk_stop, 1, __ATOMIC_RELEASE);
 			pthread_mutex_lock(&stk_mu);
@@ -483,7 +788,7 @@ int main(void)
 			close(go[0]);
 			char b;
 			struct pollfd p = { done[0], POLLIN, 0 };
-			int ok = poll(&p, 1, 20000) == 1 && read(done[0], &b, 1) == 1;
+			int ok = poll(&p, 1, tu_guard_ms(20000)) == 1 && read(done[0], &b, 1) == 1;
 			close(done[0]);
 			fork_pid = pid;
 			fork_go = go[1];
@@ -506,6 +811,18 @@ int main(void)
 			fork_go = -1;
 			int st = tu_wait_child(fork_pid, 20000);
 			reply("ok %d", st);
+		} else if (!strcmp(cmd, "tcb")) {
+			reply("ok %lu", (unsigned long)main_th);
+		} else if (!strcmp(cmd, "tidcheck")) {
+			pthread_t t, which = (pthread_t)pu_num(&save);
+			void *e = NULL;
+			if (!which)
+				which = main_th;
+			if (pthread_create(&t, NULL, tid_main, &which) || pthread_join(t, &e)) {
+				reply("err %d", EAGAIN);
+				continue;
+			}
+			e ? reply("err %d", (int)(intptr_t)e) : reply("ok");
 		} else if (!strcmp(cmd, "cas")) {
 			volatile uint64_t *a = (volatile uint64_t *)(uintptr_t)pu_num(&save);
 			long n = (long)pu_num(&save);
@@ -545,10 +862,99 @@ int main(void)
 		} else if (!strcmp(cmd, "join")) {
 			pu_cas_join();
 			reply("ok");
+		} else if (!strcmp(cmd, "hookarm")) {
+			__atomic_store_n(&hook_word, (volatile uint64_t *)(uintptr_t)pu_num(&save),
+					 __ATOMIC_RELEASE);
+			reply("ok");
+		} else if (!strcmp(cmd, "hookhold")) {
+			hh_stop = 0;
+			int e = hook_word ? pthread_create(&hh_th, NULL, hh_main, NULL) : EINVAL;
+			e ? reply("err %d", e) : reply("ok");
+		} else if (!strcmp(cmd, "hookstop")) {
+			__atomic_store_n(&hh_stop, 1, __ATOMIC_RELAXED);
+			pthread_join(hh_th, NULL);
+			__atomic_store_n(&hook_word, NULL, __ATOMIC_RELEASE);
+			reply("ok %llu", (unsigned long long)hh_rounds);
 		} else if (!strcmp(cmd, "hooked")) {
 			uintptr_t a = (uintptr_t)pu_num(&save);
 			size_t sz = pu_num(&save);
 			reply("ok %d", hooked(a, sz));
+		} else if (!strcmp(cmd, "tag")) {
+			char *a = (char *)(uintptr_t)pu_num(&save);
+			size_t sz = pu_num(&save);
+			tag(a, sz, (unsigned)pu_num(&save));
+			reply("ok");
+		} else if (!strcmp(cmd, "churn")) {
+			ch_base = (char *)(uintptr_t)pu_num(&save);
+			ch_nholes = (int)pu_num(&save);
+			ch_hole = pu_num(&save) * 4096;
+			ch_stop = ch_err = 0;
+			ch_rounds = 0;
+			int e = pthread_create(&ch_th, NULL, churn_main, NULL);
+			e ? reply("err %d", e) : reply("ok");
+		} else if (!strcmp(cmd, "churnstop")) {
+			__atomic_store_n(&ch_stop, 1, __ATOMIC_RELAXED);
+			pthread_join(ch_th, NULL);
+			ch_err ? reply("err %d", ch_err) : reply("ok %lu", ch_rounds);
+		} else if (!strcmp(cmd, "race")) {
+			rc_base = (char *)(uintptr_t)pu_num(&save);
+			rc_op = (int)pu_num(&save);
+			rc_stop = rc_raced = rc_acted = rc_err = 0;
+			rc_bad = -1;
+			rc_nold = 0;
+			rc_conv_blocks(1);
+			int e = pthread_create(&rc_th, NULL, rc_main, NULL);
+			e ? reply("err %d", e) : reply("ok");
+		} else if (!strcmp(cmd, "racestop")) {
+			__atomic_store_n(&rc_stop, 1, __ATOMIC_RELAXED);
+			pthread_join(rc_th, NULL);
+			rc_err ? reply("err %d", rc_err)
+			       : reply("ok %d %ld %d", rc_raced, rc_bad, rc_acted);
+		} else if (!strcmp(cmd, "convbytes")) {
+			/* bytes of [A, A+SZ) converted (mapped from a uxpmem-conv memfd) */
+			uintptr_t a = (uintptr_t)pu_num(&save), b = a + pu_num(&save);
+			int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+			static char maps[1 << 20]; /* .bss, written by read(2): not exported by the tests using this */
+			size_t n = 0;
+			ssize_t r;
+			while (fd >= 0 && n < sizeof(maps) - 1 && (r = read(fd, maps + n, sizeof(maps) - 1 - n)) > 0)
+				n += (size_t)r;
+			if (fd >= 0)
+				close(fd);
+			maps[n] = 0;
+			unsigned long long conv = 0;
+			for (char *l = maps; l && *l;) {
+				char *nl = strchr(l, '\n');
+				unsigned long lo, hi;
+				if (sscanf(l, "%lx-%lx", &lo, &hi) == 2 && strstr(l, "uxpmem-conv") &&
+				    (!nl || strstr(l, "uxpmem-conv") < nl)) {
+					uintptr_t x = lo > a ? lo : a, y = hi < b ? hi : b;
+					if (x < y)
+						conv += y - x;
+				}
+				l = nl ? nl + 1 : NULL;
+			}
+			fd < 0 ? reply("err %d", errno) : reply("ok %llu", conv);
+		} else if (!strcmp(cmd, "bgmunmap")) {
+			bg_a = (void *)(uintptr_t)pu_num(&save);
+			bg_sz = pu_num(&save);
+			int e = pthread_create(&bg_th, NULL, bg_main, NULL);
+			e ? reply("err %d", e) : reply("ok");
+		} else if (!strcmp(cmd, "bgjoin")) {
+			pthread_join(bg_th, NULL);
+			bg_err ? reply("err %d", bg_err) : reply("ok");
+		} else if (!strcmp(cmd, "forkserve")) {
+			/* the child answers the next commands; the parent waits
+			 * for it (reading nothing), then answers ok STATUS */
+			pid_t pid = fork();
+			if (pid < 0) {
+				reply("err %d", errno);
+			} else if (pid == 0) {
+				reply("ok %d", (int)getpid());
+			} else {
+				int st = tu_wait_child(pid, 120000); /* a hang guard */
+				reply("ok %d", st);
+			}
 		} else if (!strcmp(cmd, "maxaddr")) {
 			reply("ok %#llx", pu_maxaddr());
 		} else {

@@ -194,6 +194,39 @@ START_TEST(t_small)
 }
 END_TEST
 
+/* The importer keeps a window after its last detach (importer.c): attaching
+ * the range again reuses it, but not once the exporter changed the memory. */
+START_TEST(t_idle_window)
+{
+	struct peer e;
+	long long seg, v[4];
+	cv_start(&e);
+	xpmem_apid_t ap = cv_get_all(&e, &seg);
+	uintptr_t m = (uintptr_t)peer_ok(&e, "malloc %lu", MiB);
+	for (int round = 0; round < ROUNDS; round++) {
+		uint64_t s1 = 7000 + (uint64_t)round, s2 = 8000 + (uint64_t)round;
+		peer_ok(&e, "fill %#lx %lu %llu", m, MiB, (unsigned long long)s1);
+		uintptr_t s = PAGE_DOWN(m), en = PAGE_UP(m + MiB);
+		char *p = cv_attach(ap, s, en - s);
+		ck_assert_msg(st_check(p + (m - s), MiB, s1) == -1, "idle window round %d: attachment wrong", round);
+		ck_assert_int_eq(xpmem_detach(p), 0);
+		char *again = cv_attach(ap, s + PAGE, en - s - PAGE);
+		ck_assert_msg(again == p + PAGE, "idle window round %d: a range inside the last one was not "
+			      "served from its window (%p, want %p)", round, (void *)again, (void *)(p + PAGE));
+		ck_assert_int_eq(xpmem_detach(again), 0);
+		peer_okv(&e, v, "freemalloc %#lx %lu %llu", m, MiB, (unsigned long long)s2);
+		uintptr_t m2 = (uintptr_t)v[0], s_2 = PAGE_DOWN(m2), en2 = PAGE_UP(m2 + MiB);
+		char *q = cv_attach(ap, s_2, en2 - s_2);
+		ck_assert_msg(st_check(q + (m2 - s_2), MiB, s2) == -1,
+			      "idle window round %d: an attach after free+malloc shows old bytes", round);
+		ck_assert_int_eq(xpmem_detach(q), 0);
+		m = m2;
+	}
+	ck_assert_int_eq(xpmem_release(ap), 0);
+	peer_stop(&e);
+}
+END_TEST
+
 #define RL (256 * 1024UL)
 #define K64 (64 * 1024UL)
 
@@ -343,13 +376,14 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("convert-follow");
 	TCase *tc = tcase_create("follow");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	if (FOLLOW_DONTNEED) {
 		tcase_add_test(tc, t_dontneed);
 	} else {
 		tcase_add_test(tc, t_large);
 		tcase_add_test(tc, t_large_nobody);
 		tcase_add_test(tc, t_small);
+		tcase_add_test(tc, t_idle_window);
 		tcase_add_test(tc, t_fixed);
 		tcase_add_test(tc, t_mremap);
 	}

@@ -91,8 +91,9 @@ START_TEST(t_data)
 	data_start(&d);
 	ck_assert_int_eq(peer_ok(&d.e, "hooked %#lx %zu", d.data, d.dl), 0);
 	char *pd = data_attach(&d, "t_data");
-	/* the exporter's memory hooks were told (as an mremap of the range) */
-	ck_assert_int_eq(peer_ok(&d.e, "hooked %#lx %zu", d.data, d.dl), 1);
+	/* a conversion is transparent: no memory hook ran for it (hooks are
+	 * application code; tests/convert/hooks) */
+	ck_assert_int_eq(peer_ok(&d.e, "hooked %#lx %zu", d.data, d.dl), 0);
 	both_ways(&d.e, pd, d.data, d.dl, 41, ".data");
 	peer_ok(&d.e, "wr %#lx 78", d.data + 8192);
 	ck_assert(*(volatile uint64_t *)(pd + 8192) == 78);
@@ -156,7 +157,7 @@ START_TEST(t_thread_stack)
 	volatile uint64_t *w = cv_attach(ap, sb, sl);
 	uint64_t c1 = w[0], c2 = c1;
 	/* bounded wait: a starved thread may not run for a while */
-	for (long long end = st_now_ms() + 10000; c2 == c1 && st_now_ms() < end;) {
+	for (long long end = st_now_ms() + tu_guard_ms(10000); c2 == c1 && st_now_ms() < end;) {
 		st_sleep_ms(10);
 		c2 = w[0];
 	}
@@ -165,7 +166,7 @@ START_TEST(t_thread_stack)
 	/* importer -> running thread -> importer: the thread echoes word 1 into word 2 */
 	for (uint64_t k = 1; k <= 20; k++) {
 		w[1] = 0x1000 + k;
-		long long end = st_now_ms() + 2000;
+		long long end = st_now_ms() + tu_guard_ms(2000);
 		while (w[2] != 0x1000 + k && st_now_ms() < end)
 			;
 		ck_assert_msg(w[2] == 0x1000 + k, "the running thread did not echo %llu (word 2 = %llu)",
@@ -173,6 +174,19 @@ START_TEST(t_thread_stack)
 	}
 	/* the rest of the buffer, both ways, while the thread runs */
 	both_ways(&e, (char *)w + 4096, sb + 4096, sl - 4096, 31, "running thread's stack buffer");
+	/* the top of its stack, where glibc keeps its descriptor: never
+	 * converted, or a fork's child, which marks every other thread's stack
+	 * free (tid = 0), would do it to the parent's running thread */
+	uintptr_t tcb = (uintptr_t)v[2] & ~(uintptr_t)(PAGE - 1);
+	void *pt = cv_attach(ap, tcb, PAGE);
+	ck_assert_int_eq(peer_ok(&e, "convbytes %#lx %zu", tcb, (size_t)PAGE), 0);
+	const char *r = peer_cmd(&e, "fork 999 0 0 0 0 0");
+	ck_assert_msg(!strncmp(r, "ok", 2), "fork: %s", r);
+	int fst = (int)peer_ok(&e, "forkend");
+	ck_assert_msg(WIFEXITED(fst) && WEXITSTATUS(fst) == 0, "fork child status %#x", fst);
+	r = peer_cmd(&e, "tidcheck %#lx", (unsigned long)v[2]);
+	ck_assert_msg(!strcmp(r, "ok"), "after a fork the parent's running thread is not found by its tid (%s)", r);
+	ck_assert_int_eq(xpmem_detach(pt), 0);
 	uint64_t final = (uint64_t)peer_ok(&e, "stackstop");
 	ck_assert_msg(w[0] == final, "after the thread stopped the importer reads %llu, its count is %llu",
 		      (unsigned long long)w[0], (unsigned long long)final);
@@ -203,6 +217,12 @@ START_TEST(t_fork)
 	char *pd = with_data ? cv_attach(ap, data, dl) : NULL;
 	ck_assert(st_check(ph, hl, 41) == -1 && st_check(pb, bl, 42) == -1);
 	ck_assert(!pd || st_check(pd, dl, 43) == -1);
+	/* the page of the main thread's descriptor too: never converted (a
+	 * hole), or the child writing its copy of it would rewrite the
+	 * parent's (its tid: the parent's pthread_kill() would fail) */
+	uintptr_t tcb = (uintptr_t)peer_ok(&e, "tcb") & ~(uintptr_t)(PAGE - 1);
+	char *pt = cv_attach(ap, tcb, PAGE);
+	ck_assert_int_eq(peer_ok(&e, "convbytes %#lx %zu", tcb, (size_t)PAGE), 0);
 	for (int round = 0; round < 3; round++) {
 		uint64_t ps = 400 + (uint64_t)round * 10; /* the parent's */
 		peer_ok(&e, "fill %#lx %zu %llu", h, hl, (unsigned long long)ps);
@@ -217,6 +237,9 @@ START_TEST(t_fork)
 		int st = (int)peer_ok(&e, "forkend");
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 			      "round %d: fork child status %#x (exit 20: the parent's later writes reached it)", round, st);
+		r = peer_cmd(&e, "tidcheck");
+		ck_assert_msg(!strcmp(r, "ok"), "round %d: after a fork (heap) the parent's main thread is not found by "
+			      "its tid (%s)", round, r);
 		r = peer_cmd(&e, "fork 998 %llu %#lx %zu 0 0", (unsigned long long)ps + 1, bss, bl);
 		ck_assert_msg(!strncmp(r, "ok", 2), "round %d: fork (.bss): the child's writes reached the parent (%s)",
 			      round, r);
@@ -225,6 +248,9 @@ START_TEST(t_fork)
 		ck_assert(st_check(pb, bl, ps + 6) == -1);
 		st = (int)peer_ok(&e, "forkend");
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: .bss fork child status %#x", round, st);
+		r = peer_cmd(&e, "tidcheck");
+		ck_assert_msg(!strcmp(r, "ok"), "round %d: after a fork (.bss) the parent's main thread is not found by "
+			      "its tid (%s)", round, r);
 		if (!pd)
 			goto importer_writes;
 		peer_ok(&e, "fill %#lx %zu %llu", data, dl, (unsigned long long)ps + 2);
@@ -236,6 +262,9 @@ START_TEST(t_fork)
 		ck_assert(st_check(pd, dl, ps + 8) == -1);
 		st = (int)peer_ok(&e, "forkend");
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: .data fork child status %#x", round, st);
+		r = peer_cmd(&e, "tidcheck");
+		ck_assert_msg(!strcmp(r, "ok"), "round %d: after a fork (.data) the parent's main thread is not found by "
+			      "its tid (%s)", round, r);
 importer_writes:
 		/* and the importer's writes still reach the parent */
 		st_fill(ph, hl, ps + 7);
@@ -243,6 +272,7 @@ importer_writes:
 	}
 	ck_assert_int_eq(xpmem_detach(ph), 0);
 	ck_assert_int_eq(xpmem_detach(pb), 0);
+	ck_assert_int_eq(xpmem_detach(pt), 0);
 	if (pd)
 		ck_assert_int_eq(xpmem_detach(pd), 0);
 	ck_assert_int_eq(xpmem_release(ap), 0);
@@ -257,7 +287,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("convert-kinds");
 	TCase *tc = tcase_create("kinds");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_test(tc, t_bss_mstack);
 	tcase_add_test(tc, t_data);
 	tcase_add_test(tc, t_data_syscall);

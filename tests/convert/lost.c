@@ -41,7 +41,7 @@ static void lost_body(const char *who, int data)
 	uint64_t before = *c0, after = before;
 	/* wait (bounded) for it to move: on a loaded machine, or under a
 	 * sanitizer, a writer may not run at all for a while */
-	for (long long end = st_now_ms() + 10000; after == before && st_now_ms() < end;) {
+	for (long long end = st_now_ms() + tu_guard_ms(10000); after == before && st_now_ms() < end;) {
 		st_sleep_ms(10);
 		after = *c0;
 	}
@@ -115,7 +115,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("convert-lost");
 	TCase *tc = tcase_create("lost");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_test(tc, t_lost_privileged);
 	tcase_add_test(tc, t_lost_nobody);
 	tcase_add_test(tc, t_lost_data_privileged);

@@ -91,7 +91,7 @@ int main(int argc, char **argv)
 	setenv("XPMEM_TRANSPORT", "shm", 1);
 	Suite *s = suite_create("convert-unpopulated");
 	TCase *tc = tcase_create("unpopulated");
-	tcase_set_timeout(tc, 60);
+	tcase_set_timeout(tc, tu_guard_s(60));
 	for (int i = 0; i < 3; i++)
 		tcase_add_test(tc, t_unpopulated);
 	suite_add_tcase(s, tc);

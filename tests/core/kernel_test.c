@@ -481,7 +481,7 @@ static Suite *kernel_suite(void)
 	Suite *s = suite_create("kernel");
 	TCase *tc = tcase_create("marshalling");
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_test(tc, abi_request_numbers);
 	tcase_add_test(tc, version_marshalling);
 	tcase_add_test(tc, make_marshalling);
@@ -493,7 +493,7 @@ static Suite *kernel_suite(void)
 
 	tc = tcase_create("descriptor");
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_test(tc, errno_passes_through);
 	tcase_add_test(tc, noproc_reopens_once_without_leak);
 	tcase_add_test(tc, noproc_reopen_failure);
@@ -503,6 +503,7 @@ static Suite *kernel_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("edge");
+	tcase_set_timeout(tc, tu_guard_s(10));
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, make_edge);
 	tcase_add_test(tc, get_edge);

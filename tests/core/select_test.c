@@ -42,26 +42,15 @@ static struct uxpmem_transport_info query(const char *name)
 	return found;
 }
 
-/* Log to a fresh, empty file. */
 static void log_to_file(const char *level)
 {
-	ck_assert_int_eq(truncate(logfile, 0), 0);
-	if (level)
-		setenv("XPMEM_LOG_LEVEL", level, 1);
-	else
-		unsetenv("XPMEM_LOG_LEVEL");
-	setenv("XPMEM_LOG_FILE", logfile, 1);
+	tu_log_to(logfile, level);
 }
 
 static char *read_log(void)
 {
 	static char buf[8192];
-	int fd = open(logfile, O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	ck_assert_int_ge(n, 0);
-	buf[n] = '\0';
+	tu_read_text(logfile, buf, sizeof(buf));
 	return buf;
 }
 
@@ -222,17 +211,20 @@ static Suite *select_suite(void)
 {
 	Suite *s = suite_create("select");
 	TCase *tc = tcase_create("absent");
+	tcase_set_timeout(tc, tu_guard_s(10));
 	tcase_add_test(tc, query_reports_absent_device);
 	tcase_add_loop_test(tc, auto_picks_shm, 0, 2);
 	tcase_add_test(tc, forced_kernel_absent_fails_enoent);
 	tcase_add_test(tc, bogus_transport_enodev);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("log");
+	tcase_set_timeout(tc, tu_guard_s(10));
 	tcase_add_test(tc, debug_log_says_why_selection_failed);
 	tcase_add_test(tc, debug_log_says_why_a_call_failed);
 	tcase_add_test(tc, default_log_level_is_silent);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("auto");
+	tcase_set_timeout(tc, tu_guard_s(10));
 	tcase_add_test(tc, auto_picks_kernel_when_it_answers);
 	tcase_add_test(tc, auto_skips_kernel_not_answering);
 	suite_add_tcase(s, tc);

@@ -189,14 +189,13 @@ START_TEST(idtab_threads)
 		w[i] = (struct worker){ .id = i };
 		ck_assert_int_eq(pthread_create(&th[i], NULL, hammer, &w[i]), 0);
 	}
-	unsigned gets = 0, won = 0, removed = 0;
+	unsigned gets = 0, won = 0;
 	for (int i = 0; i < NTHR; i++) {
 		pthread_join(th[i], NULL);
 		ck_assert_int_eq(w[i].bad, 0);
 		ck_assert_uint_eq(w[i].won, w[i].removed);
 		gets += w[i].gets;
 		won += w[i].won;
-		removed += w[i].removed;
 	}
 	pthread_barrier_destroy(&barrier);
 	ck_assert_uint_eq(won, RACED);
@@ -460,7 +459,7 @@ static Suite *units_suite(void)
 	Suite *s = suite_create("units");
 	TCase *tc = tcase_create("idtab");
 	tcase_add_checked_fixture(tc, tab_setup, tab_teardown);
-	tcase_set_timeout(tc, 50);
+	tcase_set_timeout(tc, tu_guard_s(50));
 	tcase_add_test(tc, idtab_basic);
 	tcase_add_test(tc, idtab_hold);
 	tcase_add_test(tc, idtab_growth_and_foreach);
@@ -470,12 +469,14 @@ static Suite *units_suite(void)
 	tcase_add_test(tc, idtab_reset_after_fork);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("config");
+	tcase_set_timeout(tc, tu_guard_s(10));
 	tcase_add_test(tc, env_plain);
 	tcase_add_test(tc, env_size);
 	tcase_add_test(tc, env_size_negative);
 	tcase_add_test(tc, env_long);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("ids");
+	tcase_set_timeout(tc, tu_guard_s(10));
 	tcase_add_test(tc, id_round_trip);
 	suite_add_tcase(s, tc);
 	return s;

@@ -148,9 +148,13 @@ static int oracle_pieces(const struct uxp_msgbuf *b, size_t npieces, unsigned nf
 		if (p->addr != at || p->len == 0 || p->len > UINT64_MAX - p->addr ||
 		    p->offset > UINT64_MAX - p->len)
 			return 0;
-		if (p->kind != UXP_PIECE_HOLE && p->kind != UXP_PIECE_ARENA && p->kind != UXP_PIECE_FD)
+		if (p->kind != UXP_PIECE_HOLE && p->kind != UXP_PIECE_ARENA && p->kind != UXP_PIECE_FD &&
+		    p->kind != UXP_PIECE_SYSV)
 			return 0;
 		if (p->kind == UXP_PIECE_FD && p->fd >= nfds)
+			return 0;
+		/* a SysV segment id is a non-negative int (shmat's shmid) */
+		if (p->kind == UXP_PIECE_SYSV && p->fd > (uint32_t)INT32_MAX)
 			return 0;
 		at += p->len;
 	}

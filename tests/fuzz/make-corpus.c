@@ -181,6 +181,16 @@ static void decode_corpus(void)
 		len = resolve_reply(&b, 1, 1);
 		b.piece[0].kind = 9;
 		dec("resolve-reply-kind", 0, &b, len);
+		len = resolve_reply(&b, 1, 3); /* hole, arena, SysV segment by id */
+		b.piece[2].kind = UXP_PIECE_SYSV;
+		b.piece[2].fd = 32769;
+		dec("resolve-reply-sysv", 0, &b, len);
+		b.piece[2].fd = 0x7fffffff;
+		dec("resolve-reply-sysv-idmax", 0, &b, len);
+		b.piece[2].fd = 0x80000000u; /* not a shmid */
+		dec("resolve-reply-sysv-id-neg", 0, &b, len);
+		b.piece[2].kind = UXP_PIECE_SYSV + 1;
+		dec("resolve-reply-kind-max+1", 0, &b, len);
 		len = resolve_reply(&b, 1, UXP_MAX_PIECES);
 		dec("resolve-reply-max", UXP_MAX_PIECES / 3, &b, len);
 	}

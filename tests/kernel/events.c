@@ -462,7 +462,7 @@ int main(void)
 	kt_init();
 	Suite *s = suite_create("kernel-events");
 	TCase *tc = tcase_create("events");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_test(tc, t_remove);
 	tcase_add_test(tc, t_exit);
 	tcase_add_test(tc, t_sigkill);

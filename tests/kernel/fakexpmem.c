@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include "fakexpmem.h"
+#include "testutil.h"
 
 #define FX_MAX 4096
 
@@ -115,7 +116,8 @@ static void hold(void)
 	int fd = open(getting, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd >= 0)
 		close(fd);
-	for (int i = 0; i < 2000 && access(go, F_OK) < 0; i++) /* 10 s at most */
+	int max_ms = tu_guard_ms(10000); /* a hang guard */
+	for (int waited = 0; waited < max_ms && access(go, F_OK) < 0; waited += 5)
 		usleep(5000);
 	unlink(go);
 	unlink(getting);

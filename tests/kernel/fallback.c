@@ -278,7 +278,7 @@ int main(void)
 	kt_init();
 	Suite *s = suite_create("kernel-fallback");
 	TCase *tc = tcase_create("fallback");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_test(tc, t_nouxpmem_exit);
 	tcase_add_test(tc, t_nouxpmem_kill);
 	tcase_add_test(tc, t_impostor);

@@ -91,7 +91,7 @@ int kt_log_has(pid_t pid, const char *needle, int ms)
 {
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/log.%d", fake_dir, (int)pid);
-	long long end = st_now_ms() + ms;
+	long long end = st_now_ms() + tu_guard_ms(ms);
 	for (;;) {
 		FILE *f = fopen(path, "r");
 		if (f) {
@@ -125,7 +125,7 @@ int kt_nfds(pid_t pid)
 
 int kt_wait_nfds(pid_t pid, int n, int ms)
 {
-	long long end = st_now_ms() + ms;
+	long long end = st_now_ms() + tu_guard_ms(ms);
 	int have;
 	while ((have = kt_nfds(pid)) != n && st_now_ms() < end)
 		st_sleep_ms(10);
@@ -166,7 +166,7 @@ const char *kt_path(const char *name, int pid, char *buf, size_t len)
 
 int kt_wait_file(const char *path, int ms)
 {
-	long long end = st_now_ms() + ms;
+	long long end = st_now_ms() + tu_guard_ms(ms);
 	while (access(path, F_OK) < 0) {
 		if (st_now_ms() >= end)
 			return 0;

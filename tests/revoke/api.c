@@ -29,7 +29,7 @@ static void cb(const struct uxpmem_revoke_event *ev, void *arg)
 START_TEST(t_invalid)
 {
 	struct uxpmem_revoke_event ev[2];
-	alarm(20);
+	alarm(tu_guard_s(20));
 	EXPECT_FAIL(uxpmem_revoke_handler(-1, cb, NULL), EINVAL);
 	EXPECT_FAIL(uxpmem_revoke_handler(-1, NULL, NULL), EINVAL);
 	EXPECT_FAIL(uxpmem_revoke_handler(12345, cb, NULL), ENOENT);
@@ -55,7 +55,7 @@ END_TEST
 START_TEST(t_apid_enoent)
 {
 	struct peer e, other;
-	alarm(30);
+	alarm(tu_guard_s(30));
 	rv_start(&e, 0);
 	long long seg = rv_ok(&e, NULL, 0, "make 0 %lu 0600", 16 * PAGE);
 	xpmem_apid_t ap = xpmem_get(seg, XPMEM_RDWR, XPMEM_PERMIT_MODE, NULL);
@@ -82,7 +82,7 @@ START_TEST(t_no_queue_before_fd)
 {
 	struct peer e;
 	struct uxpmem_revoke_event ev[2];
-	alarm(30);
+	alarm(tu_guard_s(30));
 	rv_start(&e, 0);
 	long long s1 = rv_ok(&e, NULL, 0, "make 0 %lu 0600", 16 * PAGE);
 	long long s2 = rv_ok(&e, NULL, 0, "make 0 %lu 0600", 32 * PAGE);
@@ -97,7 +97,7 @@ START_TEST(t_no_queue_before_fd)
 	ck_assert_int_eq(uxpmem_revoke_poll(ev, 2), 0);
 	/* and after it, they are */
 	rv_ok(&e, NULL, 0, "remove %lld", s2);
-	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	ck_assert_int_eq(poll(&p, 1, tu_guard_ms(5000)), 1);
 	ck_assert_int_eq(uxpmem_revoke_poll(ev, 2), 1);
 	ck_assert_int_eq(ev[0].apid, a2);
 	ck_assert_int_eq(ev[0].segid, s2);
@@ -117,7 +117,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("revoke-api");
 	TCase *tc = tcase_create("api");
-	tcase_set_timeout(tc, 35);
+	tcase_set_timeout(tc, tu_guard_s(35));
 	tcase_add_test(tc, t_invalid);
 	tcase_add_test(tc, t_apid_enoent);
 	tcase_add_test(tc, t_no_queue_before_fd);

@@ -45,7 +45,7 @@ START_TEST(t_callback_cleans_up)
 	struct peer e1, e2, im;
 	unsigned long b1, b2;
 	unsigned long long w;
-	alarm(40);
+	alarm(tu_guard_s(40));
 	long long segA = exporter(&e1, SEG, 7, &b1);
 	long long segC = exporter(&e2, 16 * PAGE, 11, &b2);
 	rv_start(&im, 0);
@@ -101,7 +101,7 @@ START_TEST(t_release_before_remove)
 {
 	struct peer e, im;
 	unsigned long b;
-	alarm(40);
+	alarm(tu_guard_s(40));
 	long long seg = exporter(&e, SEG, 3, &b);
 	rv_start(&im, 0);
 	rv_ok(&im, NULL, 0, "fdinit");
@@ -137,7 +137,7 @@ START_TEST(t_release_after_emit)
 {
 	struct peer e, im;
 	unsigned long b;
-	alarm(40);
+	alarm(tu_guard_s(40));
 	rv_start(&e, 1);
 	b = (unsigned long)rv_ok(&e, NULL, 0, "malloc %lu", 2 * SEG);
 	long long segA = rv_ok(&e, NULL, 0, "make %#lx %lu 0600", b, SEG);
@@ -185,7 +185,7 @@ START_TEST(t_unregister)
 {
 	struct peer e, im;
 	unsigned long b;
-	alarm(40);
+	alarm(tu_guard_s(40));
 	long long seg = exporter(&e, SEG, 5, &b);
 	rv_start(&im, 0);
 	long long ap = rv_ok(&im, NULL, 0, "get %lld %d", seg, XPMEM_RDWR);
@@ -207,7 +207,7 @@ START_TEST(t_fork_child)
 {
 	struct peer e, im;
 	unsigned long b;
-	alarm(40);
+	alarm(tu_guard_s(40));
 	long long seg = exporter(&e, SEG, 9, &b);
 	rv_start(&im, 0);
 	rv_ok(&im, NULL, 0, "fdinit");
@@ -249,7 +249,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("revoke-callback");
 	TCase *tc = tcase_create("callback");
-	tcase_set_timeout(tc, 45);
+	tcase_set_timeout(tc, tu_guard_s(45));
 	tcase_add_test(tc, t_callback_cleans_up);
 	tcase_add_test(tc, t_release_before_remove);
 	tcase_add_test(tc, t_release_after_emit);

@@ -11,7 +11,7 @@
 static void remove_then(int kill_it)
 {
 	struct scen s;
-	alarm(40);
+	alarm(tu_guard_s(40));
 	scen_setup(&s);
 	rv_ok(&s.e, NULL, 0, "remove %lld", s.segA);
 	rv_ok(&s.e, NULL, 0, "remove %lld", s.segB);
@@ -56,7 +56,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("revoke-dup");
 	TCase *tc = tcase_create("dup");
-	tcase_set_timeout(tc, 45);
+	tcase_set_timeout(tc, tu_guard_s(45));
 	tcase_add_test(tc, t_remove_then_exit);
 	tcase_add_test(tc, t_remove_then_kill);
 	suite_add_tcase(s, tc);

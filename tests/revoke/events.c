@@ -18,7 +18,7 @@
 START_TEST(t_remove)
 {
 	struct scen s;
-	alarm(40);
+	alarm(tu_guard_s(40));
 	scen_setup(&s);
 	rv_ok(&s.e, NULL, 0, "remove %lld", s.segA);
 	rv_ok(&s.e, NULL, 0, "remove %lld", s.segB);
@@ -31,7 +31,7 @@ END_TEST
 START_TEST(t_exit)
 {
 	struct scen s;
-	alarm(40);
+	alarm(tu_guard_s(40));
 	scen_setup(&s);
 	rv_stop(&s.e); /* exit(0) */
 	scen_verify(&s, UXPMEM_REVOKE_EXITED);
@@ -43,7 +43,7 @@ END_TEST
 START_TEST(t_sigkill)
 {
 	struct scen s;
-	alarm(40);
+	alarm(tu_guard_s(40));
 	scen_setup(&s);
 	peer_kill(&s.e);
 	scen_verify(&s, UXPMEM_REVOKE_EXITED);
@@ -58,7 +58,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("revoke-events");
 	TCase *tc = tcase_create("events");
-	tcase_set_timeout(tc, 45);
+	tcase_set_timeout(tc, tu_guard_s(45));
 	tcase_add_test(tc, t_remove);
 	tcase_add_test(tc, t_exit);
 	tcase_add_test(tc, t_sigkill);

@@ -97,7 +97,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("revoke-range");
 	TCase *tc = tcase_create("range");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_test(tc, t_range);
 	suite_add_tcase(s, tc);
 	return st_run(s);

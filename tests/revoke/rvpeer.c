@@ -288,7 +288,7 @@ static void fork_child(int wr, xpmem_segid_t seg, int ms)
 	char c = 'r';
 	if (write(wr, &c, 1) != 1)
 		_exit(3);
-	long long end = now_ns() + (long long)ms * 1000000LL, quiet_end = 0;
+	long long end = now_ns() + (long long)tu_guard_ms(ms) * 1000000LL, quiet_end = 0;
 	for (;;) {
 		long long t = now_ns();
 		if (t >= end || (quiet_end && t >= quiet_end))
@@ -326,7 +326,7 @@ static void fork_child(int wr, xpmem_segid_t seg, int ms)
 static int read_timeout(int fd, void *buf, size_t len, int ms)
 {
 	char *p = buf;
-	long long end = now_ns() + (long long)ms * 1000000LL;
+	long long end = now_ns() + (long long)tu_guard_ms(ms) * 1000000LL;
 	while (len) {
 		long long left = (end - now_ns()) / 1000000LL;
 		if (left <= 0)
@@ -468,7 +468,7 @@ int main(void)
 			/* until N fd events were recorded in all, or MS ms pass */
 			int want = (int)pu_num(&save), ms = (int)pu_num(&save);
 			int fd = uxpmem_revoke_fd();
-			long long end = now_ns() + (long long)ms * 1000000LL;
+			long long end = now_ns() + (long long)tu_guard_ms(ms) * 1000000LL;
 			int err = 0, have = 0;
 			for (;;) {
 				if (drain_fd() < 0) {
@@ -498,7 +498,7 @@ int main(void)
 			pu_reply("ok %d", n);
 		} else if (!strcmp(cmd, "wait")) {
 			char *tag = strtok_r(NULL, " \t\n", &save);
-			int want = (int)pu_num(&save), ms = (int)pu_num(&save);
+			int want = (int)pu_num(&save), ms = tu_guard_ms((int)pu_num(&save));
 			struct timespec end;
 			clock_gettime(CLOCK_REALTIME, &end);
 			end.tv_sec += ms / 1000;

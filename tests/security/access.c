@@ -319,7 +319,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("security-access");
 	TCase *tc = tcase_create("access");
-	tcase_set_timeout(tc, 40);
+	tcase_set_timeout(tc, tu_guard_s(40));
 	tcase_add_test(tc, t_raw_eacces);
 	tcase_add_test(tc, t_api_eacces);
 	tcase_add_test(tc, t_partial_cross_uid);

@@ -254,7 +254,7 @@ START_TEST(t_fake_exporter_replays)
 	snprintf(line, sizeof(line), "get %lld 1\n", (long long)sec_id(0, getpid(), 5));
 	sec_peer_send(&f.a, line);
 	struct pollfd p = { ls, POLLIN, 0 };
-	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	ck_assert_int_eq(poll(&p, 1, tu_guard_ms(5000)), 1);
 	int c = accept(ls, NULL, NULL);
 	ck_assert_int_ge(c, 0);
 	struct uxp_msg m, get;
@@ -303,7 +303,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("security-forge");
 	TCase *tc = tcase_create("forge");
-	tcase_set_timeout(tc, 40);
+	tcase_set_timeout(tc, tu_guard_s(40));
 	tcase_add_test(tc, t_forged_release);
 	tcase_add_test(tc, t_foreign_segids);
 	tcase_add_test(tc, t_wrong_direction);

@@ -141,7 +141,7 @@ pid_t sec_spawn(long uid, sec_fn fn, void *arg, int *rfd)
 		struct sec_res r;
 		memset(&r, 0, sizeof(r));
 		close(p[0]);
-		alarm(50);
+		alarm(tu_guard_s(50));
 		if (uid >= 0 && sec_become((uid_t)uid, (gid_t)uid) < 0) {
 			r.v[31] = -1;
 		} else {
@@ -158,6 +158,7 @@ pid_t sec_spawn(long uid, sec_fn fn, void *arg, int *rfd)
 void sec_collect(pid_t pid, int rfd, struct sec_res *r, int ms)
 {
 	struct pollfd p = { rfd, POLLIN, 0 };
+	ms = tu_guard_ms(ms);
 	int ok = poll(&p, 1, ms) == 1 && tu_read_all(rfd, r, sizeof(*r)) == 0;
 	close(rfd);
 	int st = tu_wait_child(pid, 5000);
@@ -226,7 +227,7 @@ void sec_peer_send(struct peer *p, const char *line)
 
 const char *sec_peer_line(struct peer *p, int ms)
 {
-	long long end = st_now_ms() + ms;
+	long long end = st_now_ms() + tu_guard_ms(ms);
 	for (;;) {
 		char *nl = memchr(p->buf, '\n', p->have);
 		if (nl) {

@@ -133,7 +133,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("security-squat");
 	TCase *tc = tcase_create("squat");
-	tcase_set_timeout(tc, 40);
+	tcase_set_timeout(tc, tu_guard_s(40));
 	tcase_add_test(tc, t_squat_abstract);
 	tcase_add_test(tc, t_squat_socket_dir);
 	suite_add_tcase(s, tc);

@@ -30,7 +30,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("shm-clients");
 	TCase *tc = tcase_create("clients");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	cs_add_tests(tc, &arena_peer);
 	suite_add_tcase(s, tc);
 	return st_run(s);

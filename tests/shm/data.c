@@ -190,7 +190,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("shm-data");
 	TCase *tc = tcase_create("data");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_test(tc, t_data_64m);
 	tcase_add_test(tc, t_data_mmap_anon);
 	tcase_add_test(tc, t_cas);

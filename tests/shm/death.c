@@ -14,14 +14,14 @@
 static int settle_fds(int want, int ms)
 {
 	int n = tu_count_fds();
-	for (long long end = st_now_ms() + ms; n != want && st_now_ms() < end; st_sleep_ms(10))
+	for (long long end = st_now_ms() + tu_guard_ms(ms); n != want && st_now_ms() < end; st_sleep_ms(10))
 		n = tu_count_fds();
 	return n;
 }
 
 static void exporter_dies(int how_kill)
 {
-	alarm(25);
+	alarm(tu_guard_s(25));
 	/* warm up: the service thread and its descriptors exist before counting */
 	struct peer w;
 	peer_start(&w, PEER_ARENA);
@@ -122,8 +122,8 @@ START_TEST(t_exporter_sigkill_busy_reader)
 {
 	/* a hang guard, not a timing goal: valgrind runs one thread at a time,
 	 * and the reader below spins */
-	long long bound = tu_under_valgrind() ? 30000 : 3000;
-	alarm(tu_under_valgrind() ? 90 : 20);
+	long long bound = tu_guard_ms(3000);
+	alarm(tu_guard_s(20));
 	/* and one exporter death already handled (lazily created revocation
 	 * resources exist before counting) */
 	struct peer w2;
@@ -181,7 +181,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("shm-death");
 	TCase *tc = tcase_create("death");
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, tu_guard_s(30));
 	tcase_add_test(tc, t_exporter_sigkill);
 	tcase_add_test(tc, t_exporter_exit);
 	tcase_add_test(tc, t_exporter_sigkill_busy_reader);

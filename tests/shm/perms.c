@@ -186,7 +186,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("shm-perms");
 	TCase *tc = tcase_create("perms");
-	tcase_set_timeout(tc, 20);
+	tcase_set_timeout(tc, tu_guard_s(20));
 	tcase_add_test(tc, t_cross_0600);
 	tcase_add_test(tc, t_cross_0666);
 	tcase_add_test(tc, t_cross_0644);

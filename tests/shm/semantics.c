@@ -525,13 +525,13 @@ static void run_importer(xpmem_segid_t seg, uintptr_t buf, int i)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		close(fds[0]);
-		alarm(20);
+		alarm(tu_guard_s(20));
 		_exit(importer_child(seg, buf, mode, fds[1]));
 	}
 	close(fds[1]);
 	if (mode == 2) {
 		char c;
-		struct timeval tv = { 10, 0 };
+		struct timeval tv = { tu_guard_s(10), 0 };
 		fd_set rs;
 		FD_ZERO(&rs);
 		FD_SET(fds[0], &rs);
@@ -556,7 +556,7 @@ START_TEST(t_importer_exit)
 	run_importer(e.all, e.buf, 0);
 	int base = -1;
 	/* the exporter drops the connection asynchronously: let it settle */
-	for (long long end = st_now_ms() + 2000; st_now_ms() < end; st_sleep_ms(20)) {
+	for (long long end = st_now_ms() + tu_guard_ms(2000); st_now_ms() < end; st_sleep_ms(20)) {
 		int n = (int)peer_ok(&e.p, "fds");
 		if (n == base)
 			break;
@@ -565,7 +565,7 @@ START_TEST(t_importer_exit)
 	for (int i = 1; i <= 50; i++)
 		run_importer(e.all, e.buf, i);
 	int n = -1;
-	for (long long end = st_now_ms() + 2000; st_now_ms() < end; st_sleep_ms(20)) {
+	for (long long end = st_now_ms() + tu_guard_ms(2000); st_now_ms() < end; st_sleep_ms(20)) {
 		n = (int)peer_ok(&e.p, "fds");
 		if (n <= base)
 			break;
@@ -584,7 +584,7 @@ int main(void)
 	st_init();
 	Suite *s = suite_create("shm-semantics");
 	TCase *tc = tcase_create("table");
-	tcase_set_timeout(tc, 20);
+	tcase_set_timeout(tc, tu_guard_s(20));
 	tcase_add_test(tc, t_version);
 	tcase_add_test(tc, t_make);
 	tcase_add_test(tc, t_get_errors);

@@ -101,9 +101,10 @@ void peer_start(struct peer *p, int flavour)
 			      "(uxpmem_arena_query_v1 not found)", st_arena_lib(lib, sizeof(lib)));
 }
 
-static const char *read_line(struct peer *p, const char *what)
+static const char *read_line_ms(struct peer *p, const char *what, int timeout_ms)
 {
-	long long deadline = st_now_ms() + PEER_TIMEOUT_MS;
+	timeout_ms = tu_guard_ms(timeout_ms);
+	long long deadline = st_now_ms() + timeout_ms;
 	for (;;) {
 		char *nl = memchr(p->buf, '\n', p->have);
 		if (nl) {
@@ -116,7 +117,7 @@ static const char *read_line(struct peer *p, const char *what)
 		}
 		long long left = deadline - st_now_ms();
 		ck_assert_msg(left > 0, "peer %d did not answer '%s' within %d ms", (int)p->pid, what,
-			      PEER_TIMEOUT_MS);
+			      timeout_ms);
 		struct pollfd pfd = { p->from, POLLIN, 0 };
 		int r = poll(&pfd, 1, (int)left);
 		if (r < 0 && errno == EINTR)
@@ -137,7 +138,12 @@ static const char *read_line(struct peer *p, const char *what)
 	}
 }
 
-static const char *vcmd(struct peer *p, const char *fmt, va_list ap)
+static const char *read_line(struct peer *p, const char *what)
+{
+	return read_line_ms(p, what, PEER_TIMEOUT_MS);
+}
+
+static void vsend(struct peer *p, const char *fmt, va_list ap)
 {
 	char cmd[1024];
 	int n = vsnprintf(cmd, sizeof(cmd) - 1, fmt, ap);
@@ -147,9 +153,26 @@ static const char *vcmd(struct peer *p, const char *fmt, va_list ap)
 	ck_assert_msg(tu_write_all(p->to, cmd, (size_t)n) == 0, "cannot send '%s' to peer %d: %s", fmt,
 		      (int)p->pid, strerror(errno));
 	cmd[n - 1] = 0;
-	static char what[1024];
-	snprintf(what, sizeof(what), "%s", cmd);
-	return read_line(p, what);
+	snprintf(p->sent, sizeof(p->sent), "%s", cmd);
+}
+
+static const char *vcmd(struct peer *p, const char *fmt, va_list ap)
+{
+	vsend(p, fmt, ap);
+	return read_line(p, p->sent);
+}
+
+void peer_send(struct peer *p, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsend(p, fmt, ap);
+	va_end(ap);
+}
+
+const char *peer_recv(struct peer *p, int timeout_ms)
+{
+	return read_line_ms(p, p->sent, timeout_ms);
 }
 
 const char *peer_cmd(struct peer *p, const char *fmt, ...)
@@ -172,6 +195,25 @@ static long long parse_ok(const char *r, long long *vals, const char *cmd)
 	return v[0];
 }
 
+const char *slow_cmd(struct peer *p, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	peer_send(p, "%s", buf);
+	return peer_recv(p, tu_guard_ms(20000));
+}
+
+long long slow_ok(const char *what, const char *reply)
+{
+	long long v = 0;
+	ck_assert_msg(sscanf(reply, "ok %lli", &v) == 1 || strcmp(reply, "ok") == 0,
+		      "%s: peer replied '%s'", what, reply);
+	return v;
+}
+
 long long peer_ok(struct peer *p, const char *fmt, ...)
 {
 	char cmd[1024];
@@ -182,7 +224,7 @@ long long peer_ok(struct peer *p, const char *fmt, ...)
 	return parse_ok(peer_cmd(p, "%s", cmd), NULL, cmd);
 }
 
-long long peer_okv(struct peer *p, long long *vals, const char *fmt, ...)
+long long peer_okv(struct peer *p, long long vals[static 4], const char *fmt, ...)
 {
 	char cmd[1024];
 	va_list ap;
@@ -280,7 +322,7 @@ long st_check(const void *p, size_t len, uint64_t seed)
 
 int st_wait_signal(const volatile void *p, int ms)
 {
-	long long end = st_now_ms() + ms;
+	long long end = st_now_ms() + tu_guard_ms(ms);
 	do {
 		unsigned char v;
 		int sig = tu_probe_read(p, &v);

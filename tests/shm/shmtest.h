@@ -26,6 +26,7 @@ struct peer {
 	char buf[8192];
 	size_t have;
 	char line[8192];
+	char sent[1024]; /* the last command sent */
 	int arena;
 };
 
@@ -51,10 +52,20 @@ void peer_spawn(struct peer *p, const char *path, int flavour);
 /* Send a command, return the reply line (without "\n").  Fails the test
  * when the peer does not answer within timeout (10 s) or died. */
 const char *peer_cmd(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same in two steps, so that several peers work at once: send a
+ * command; later read its reply line, failing the test when none comes
+ * within timeout_ms (a hang guard: scaled with tu_guard_ms()). */
+void peer_send(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *peer_recv(struct peer *p, int timeout_ms);
+/* peer_cmd for a reply that may wait for a network library to start or for
+ * the network (the remote transport's tests): a 20 s hang guard, scaled. */
+const char *slow_cmd(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Require a slow_cmd reply "ok [v]"; returns v (0 if none). */
+long long slow_ok(const char *what, const char *reply);
 /* Send a command and require "ok [v ...]"; returns the first value (0 if
- * none).  vals (may be NULL) receives up to 4 values. */
+ * none).  peer_okv stores 4 values (0 where the reply has fewer) in vals. */
 long long peer_ok(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-long long peer_okv(struct peer *p, long long *vals, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+long long peer_okv(struct peer *p, long long vals[static 4], const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Send a command and require "err E"; returns E. */
 int peer_err(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Ask the peer to exit and require exit status 0 within 10 s. */

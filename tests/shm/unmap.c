@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "shmtest.h"
 #include "testutil.h"
 
@@ -116,17 +117,93 @@ START_TEST(t_munmap_remap)
 END_TEST
 #endif
 
+#ifdef UNMAP_NOTIFY
+/* Arena pages the exporter does not have read as SIGBUS, not zeros (issue
+ * 11): never allocated, unmapped after the attach and before it; memory it
+ * maps there later is seen, and memory it maps but never touches reads
+ * zeros shared with it. */
+START_TEST(t_arena_holes)
+{
+	const size_t len = 2 * MiB;
+	struct peer e;
+	peer_start(&e, PEER_ARENA);
+	long long seg = peer_ok(&e, "make 0 %#lx 0600", (unsigned long)XPMEM_MAXADDR_SIZE);
+	xpmem_apid_t a = xpmem_get(seg, XPMEM_RDWR, XPMEM_PERMIT_MODE, NULL);
+	ck_assert(a > 0);
+	/* the top of the arena: first fit never gets there */
+	uintptr_t x = (uintptr_t)peer_ok(&e, "arenaend") - 64 * MiB;
+	struct xpmem_addr ad = { a, (off_t)x };
+	char *p = xpmem_attach(ad, len, NULL);
+	ck_assert(p != ATTACH_FAILED);
+	unsigned char v = 0xee;
+	int sig = tu_probe_read(p + PAGE, &v);
+	ck_assert_msg(sig == SIGBUS, "never allocated arena page: signal %d (byte %#x), want SIGBUS", sig, v);
+	ck_assert_int_eq(tu_probe_write(p + len - 1, 1), SIGBUS);
+	/* the same through an attachment with its own mapping (fixed address) */
+	char *f = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert(f != MAP_FAILED);
+	munmap(f, len);
+	ck_assert(xpmem_attach(ad, len, f) == f);
+	ck_assert_int_eq(tu_probe_read(f + 2 * PAGE, &v), SIGBUS);
+
+	/* the exporter maps memory there: seen at once, through both */
+	peer_ok(&e, "mmapfixed %#lx %zu 81", x, len);
+	long bad = st_check(p, len, 81);
+	ck_assert_msg(bad == -1, "memory the exporter mapped over a hole: wrong bytes at %ld", bad);
+	bad = st_check(f, len, 81);
+	ck_assert_msg(bad == -1, "the same through a fixed-address attachment: wrong bytes at %ld", bad);
+	ck_assert_int_eq(xpmem_detach(f), 0);
+
+	/* unmapped: SIGBUS again */
+	peer_ok(&e, "munmap %#lx %zu", x, len);
+	ck_assert_int_eq(st_wait_signal(p + PAGE, 2000), SIGBUS);
+	ck_assert_int_eq(xpmem_detach(p), 0);
+
+	/* mapped, never touched by the exporter: zeros, and shared */
+	uintptr_t m = (uintptr_t)peer_ok(&e, "mmapanon %zu", len);
+	struct xpmem_addr am = { a, (off_t)m };
+	char *q = xpmem_attach(am, len, NULL);
+	ck_assert(q != ATTACH_FAILED);
+	sig = tu_probe_read(q + 3 * PAGE, &v);
+	ck_assert_msg(sig == 0 && v == 0, "untouched exporter memory: signal %d, byte %#x, want 0", sig, v);
+	ck_assert_int_eq(tu_probe_write(q + 5 * PAGE, 0x5a), 0);
+	ck_assert_str_eq(peer_cmd(&e, "rd %#lx", (unsigned long)(m + 5 * PAGE)), "ok 90");
+	ck_assert_int_eq(xpmem_detach(q), 0);
+	ck_assert_int_eq(xpmem_release(a), 0);
+
+	/* written, then unmapped before this importer's get: SIGBUS, not the
+	 * zeros the punched arena file holds there */
+	uintptr_t u = (uintptr_t)peer_ok(&e, "mmapanon %zu", len);
+	peer_ok(&e, "fill %#lx %zu 83", (unsigned long)u, len);
+	peer_ok(&e, "munmap %#lx %zu", (unsigned long)u, len);
+	xpmem_apid_t a2 = xpmem_get(seg, XPMEM_RDWR, XPMEM_PERMIT_MODE, NULL);
+	ck_assert(a2 > 0);
+	struct xpmem_addr au = { a2, (off_t)u };
+	char *g = xpmem_attach(au, len, NULL);
+	ck_assert(g != ATTACH_FAILED);
+	sig = tu_probe_read(g + len / 2, &v);
+	ck_assert_msg(sig == SIGBUS, "arena memory unmapped before the attach: signal %d (byte %#x), want SIGBUS",
+		      sig, v);
+	ck_assert_int_eq(xpmem_detach(g), 0);
+	ck_assert_int_eq(xpmem_release(a2), 0);
+	peer_stop(&e);
+}
+END_TEST
+#endif
+
 int main(void)
 {
 	tu_require_preload(); /* its peers run with the arena preload */
 	st_init();
 	Suite *s = suite_create("shm-unmap");
 	TCase *tc = tcase_create("unmap");
-	tcase_set_timeout(tc, 20);
+	tcase_set_timeout(tc, tu_guard_s(20));
 #ifdef UNMAP_NOTIFY
 	tcase_add_test(tc, t_munmap);
-	if (!tu_under_valgrind()) /* following needs userfaultfd, off under valgrind */
+	if (!tu_under_valgrind()) { /* following needs userfaultfd, off under valgrind */
 		tcase_add_test(tc, t_munmap_remap);
+		tcase_add_test(tc, t_arena_holes);
+	}
 #else
 	tcase_add_test(tc, t_free_large);
 #endif

@@ -1002,7 +1002,7 @@ static int child_main(int slot)
 	signal(SIGPIPE, SIG_IGN);
 	long long t_end = B->t0_ms + B->seconds * 1000LL;
 	long long left = t_end - now_ms();
-	alarm((unsigned)((left > 0 ? left : 0) / 1000 + 28)); /* SIGALRM kills a hung child */
+	alarm((unsigned)((left > 0 ? left : 0) / 1000) + tu_guard_s(28)); /* SIGALRM kills a hung child */
 
 	int rfd = uxpmem_revoke_fd();
 	if (rfd < 0 || uxpmem_revoke_handler(0, rv_cb, NULL)) {
@@ -1203,7 +1203,7 @@ int main(int argc, char **argv)
 	       (unsigned long long)B->seed, B->seconds, B->nslots, nimmune);
 
 	signal(SIGALRM, on_alarm);
-	alarm((unsigned)B->seconds + 38);
+	alarm((unsigned)B->seconds + tu_guard_s(38));
 	B->t0_ms = now_ms();
 	for (int i = 0; i < B->nslots; i++) {
 		B->slot[i].immune = i < nimmune;
