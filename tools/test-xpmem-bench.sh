@@ -28,7 +28,7 @@ for bad in --bogus '-s 4q' '-s 0' '-t nosuchtest' '-n 0' '-r x' 'extra'; do
 	[ $st -eq 2 ] || fail "'$bad' exited $st, want 2"
 done
 
-out=$("$bench" -q -t all -s 4k,64k -n 50 -r 3) || fail "tiny run exited $?:
+out=$("$bench" -q -t bw,attach,cold,convert,convert-file,munmap,fault,lfcache,shm,many,revoke -s 4k,64k -n 50 -r 3) || fail "tiny run exited $?:
 $out"
 has '^# transport: importer [a-z]+, exporter [a-z]+'
 has '^# exporter: pid [0-9]+, LD_PRELOAD .*arena active'
@@ -39,8 +39,12 @@ has '^ +size +iters +attach\+detach +p10-p90$'
 has '^ +size +iters +get\+attach +p10-p90$'
 has '^# plain exporter: pid [0-9]+, no arena preload \(arena not active\), glibc malloc, export level (FULL|USER|ARENA) '
 has '^ +size +iters +first touch +p10-p90 +p99$'
+has '^## lfcache: libfabric.s pattern'
+has '^ +size +iters +read +p10-p90 +write +p10-p90 +cma read +p10-p90 +cma write +p10-p90 +read/cma +write/cma$'
 has '^ +size +iters +attach +p10-p90 +attach/MiB +p10-p90 +stall +p10-p90$'
 has '^# target attach/MiB < 0.5 ms: 4 KiB '
+has '^## shm: client-shaped: the plain exporter.s SysV and POSIX-shm buffers'
+has '^ +size +iters +sysv +p10-p90 +posix +p10-p90 +memcpy +p10-p90 +cma +p10-p90 +sysv/cma +posix/cma +sysv/memcpy$'
 has '^## convert-file: attach of a private writable file mapping '
 has '^ +size +iters +plain +p10-p90 +p99 +exported +p10-p90 +p99 +extra +extra p99$'
 has '^ +size +iters +remove cb +p10-p90 +p99 +remove fd +p10-p90 +p99 +inval cb +p10-p90 +p99 +inval fd +p10-p90 +p99$'
@@ -97,4 +101,29 @@ has '^attach,4096,50,attach\+detach,us,ok,([^,]*,){6}[0-9.e+]+$'
 out=$("$bench" -q --csv -t munmap,fault -s 4k -n 20 -r 1) || fail "--csv munmap exited $?"
 has '^munmap,4096,20,extra,us,ok,'
 has '^fault,4096,20,first touch,us,ok,'
+# Remote tests: the rdma plugin between two processes per provider
+# (tcp;ofi_rxm, shm) on loopback with the shared-directory resolver; every
+# cell measured (data checked by the tool), or, without the plugin (no
+# libfabric at configure), every remote cell says why.
+out=$("$bench" -q -t rfault,rseq,reager,rflush,rrevoke -s 64k -n 3 -r 1 2>&1)
+st=$?
+has '^## rfault: remote'
+has '^ +size +iters +tcp read +p10-p90 +p99 +tcp fault +p10-p90 +p99 +shm read +p10-p90 +p99 +shm fault +p10-p90 +p99 +tcp fault/read +shm fault/read$'
+has '^ +size +iters +tcp read +p10-p90 +tcp lazy +p10-p90 +shm read +p10-p90 +shm lazy +p10-p90 +tcp lazy/read +shm lazy/read$'
+has '^ +size +iters +tcp read +p10-p90 +tcp eager +p10-p90 +shm read +p10-p90 +shm eager +p10-p90 +tcp eager/read +shm eager/read$'
+has '^ +size +iters +tcp write +p10-p90 +tcp flush +p10-p90 +shm write +p10-p90 +shm flush +p10-p90 +tcp flush/write +shm flush/write$'
+has '^ +size +iters +tcp remove +p10-p90 +p99 +shm remove +p10-p90 +p99$'
+if [ -e "${UXP_BUILDDIR:-.}/transports/rdma/.libs/libuxpmem-rdma.so" ]; then
+	[ $st -eq 0 ] || fail "remote run exited $st:
+$out"
+	has '^# remote tcp;ofi_rxm: importer pid [0-9]+ \(node 2, provider tcp;ofi_rxm\)'
+	has '^# remote shm: importer pid [0-9]+ \(node 2, provider shm\)'
+	has '^64 KiB +3 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+x +[0-9.]+x$'
+	printf '%s\n' "$out" | grep -q 'failed' && fail "a remote measurement failed:
+$out"
+else
+	has '^# remote tcp;ofi_rxm: no libuxpmem-rdma.so '
+	has '^# tcp read failed: no libuxpmem-rdma.so '
+fi
+
 echo "PASS: xpmem-bench"

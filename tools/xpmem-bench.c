@@ -18,6 +18,10 @@
  * answer): allocate, map, unmap or make/remove a segment, timing their own
  * side with CLOCK_MONOTONIC, which is comparable across processes.
  *
+ * The remote tests (rfault, rseq, reager, rflush, rrevoke) measure the
+ * rdma plugin between two more processes per libfabric provider: see
+ * "remote" below.
+ *
  * Adding a figure is adding one entry to tests[]: a measure function per
  * column (or one function filling several columns, see column.from),
  * optional derived metrics (ratio or difference of two columns) and
@@ -26,6 +30,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -43,6 +48,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -51,6 +58,7 @@
 #include <xpmem.h>
 #include <uxpmem.h>
 #include "arena.h" /* ABI of the preload's query function, no link dependency */
+#include "bench.h" /* the rdma plugin's raw figures, found with dlsym */
 
 #ifndef UXP_PKGLIBDIR
 #define UXP_PKGLIBDIR "/usr/local/lib/uxpmem"
@@ -62,11 +70,12 @@
 #define PAGE 4096UL
 #define MiB (1024UL * 1024)
 #define GiB (1024UL * MiB)
-#define MAXCOLS 4
+#define MAXCOLS 6
 #define MAXRATIOS 3
 #define MAXTARGETS 3
 #define MAXSIZES 32
-#define MAXTESTS 16
+#define MAXTESTS 24
+#define NPROV 2              /* remote tests: libfabric providers (rprov[]) */
 
 /* ---- exporter <-> importer protocol (one pipe each way) ------------------- */
 
@@ -95,7 +104,12 @@ enum {
 	CMD_UNMAP,               /* a: addr, b: size: munmap, timed (t0, t1) */
 	CMD_MAKE,                /* a: size: xpmem_make of the buffer's first a bytes */
 	CMD_REMOVE,              /* a: segid: xpmem_remove, timed (t0, t1) */
+	CMD_MAP_SHM,             /* a: size, b: SHM_SYSV/SHM_POSIX: shared memory as UCX
+				  * allocates it (SysV removed at once; POSIX unlinked and
+				  * closed), filled */
 };
+
+enum { SHM_SYSV, SHM_POSIX, SHM_KINDS };
 
 struct cmd {
 	int op;
@@ -117,6 +131,14 @@ struct answer {
 #define EVENT_TIMEOUT_MS 10000
 
 /* ---- importer state ----------------------------------------------------------- */
+
+struct rpair {               /* remote tests: the importer process of one provider */
+	pid_t pid;               /* 0: none */
+	int cmd_fd, reply_fd;
+	char err[400];           /* why its columns cannot be measured, "" if they can */
+	char prov[64];           /* the provider its endpoint uses */
+	char status[96];
+};
 
 struct bench {
 	pid_t peer;
@@ -141,7 +163,15 @@ struct bench {
 	char conv_err[300];      /* why its memory cannot be converted, "" if it can */
 	char pl_status[96];
 	int qfd;                 /* uxpmem_revoke_fd(), -1 until a test creates it */
+	uint64_t shm_buf[SHM_KINDS]; /* shm: the plain exporter's shared buffers (0: none) */
+	size_t shm_len[SHM_KINDS];
+	uint64_t lf_buf;         /* lfcache: the plain exporter's buffer (0: none)... */
+	size_t lf_len, lf_size;  /* ...its length and the transfer size it is for */
 	double *more[MAXCOLS];   /* samples of the columns a function fills besides its own */
+	struct rpair rp[NPROV];  /* remote tests, started when one runs */
+	char rdir[4096];         /* their resolver directory */
+	bool rdir_made;
+	size_t rmaxsize;         /* the remote exporter's buffer */
 };
 
 typedef int measure_fn(struct bench *b, size_t size, unsigned iters, double *out);
@@ -152,6 +182,8 @@ enum need {
 	NEED_ARENA,              /* the buffer in the exporter's arena, attached */
 	NEED_PLAIN,              /* the plain exporter and an apid of it */
 	NEED_CONVERT,            /* ... whose private memory can be converted on attach */
+	NEED_RTCP,               /* the remote pair over tcp;ofi_rxm (rprov[0]) */
+	NEED_RSHM,               /* the remote pair over shm (rprov[1]) */
 };
 
 struct column {
@@ -566,6 +598,100 @@ static int map_attached(struct bench *b, size_t size, uint64_t *addr, void **p)
 	return check_fill(*p);
 }
 
+/* many: k importer processes (forked from this one, each with its own get)
+ * attach the same fresh buffer of the plain exporter at once and read one
+ * byte of every page.  Per k: the slowest importer's first byte and the
+ * last one done, from the moment all are released (CLOCK_MONOTONIC is
+ * shared by the processes). */
+static const unsigned many_k[] = { 1, 4, 16 };
+
+static void many_child(struct bench *b, uint64_t addr, size_t size, int go, int out)
+{
+	double t[2] = { -1, -1 };
+	char c;
+	xpmem_apid_t apid = xpmem_get(b->pl.segid, XPMEM_RDWR, XPMEM_PERMIT_MODE, NULL);
+	if (write(out, "r", 1) != 1 || read(go, &c, 1) != 1) /* ready: got (not measured) */
+		_exit(1);
+	struct xpmem_addr xa = { .apid = apid, .offset = (off_t)(addr - b->pl.seg_base) };
+	const volatile unsigned char *p = apid > 0 ? xpmem_attach(xa, size, NULL) : (void *)-1;
+	if (p != (void *)-1 && p[1] == FILL) {
+		t[0] = now_us();
+		size_t i = PAGE;
+		while (i < size && p[i + 1] == FILL)
+			i += PAGE;
+		if (i >= size)
+			t[1] = now_us();
+	}
+	if (write(out, t, sizeof(t)) != (ssize_t)sizeof(t))
+		_exit(1);
+	_exit(0); /* the attachment and apid go with the process */
+}
+
+/* One round of k importers: *first and *total in ms. */
+static int many_round(struct bench *b, size_t size, unsigned k, double *first, double *total)
+{
+	struct answer a;
+	int ret = pl_call(b, CMD_MAP, size, 0, &a), go[2], res[2];
+	pid_t pids[16];
+	unsigned started = 0;
+	if (ret < 0)
+		return ret;
+	if (pipe(go) < 0 || pipe(res) < 0)
+		return -errno;
+	for (; started < k; started++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(go[1]);
+			close(res[0]);
+			many_child(b, a.addr, size, go[0], res[1]);
+		}
+		if (pid < 0)
+			break;
+		pids[started] = pid;
+	}
+	close(go[0]);
+	close(res[1]);
+	ret = started == k ? 0 : -EAGAIN;
+	for (unsigned i = 0; i < started; i++) {
+		char r;
+		if (read(res[0], &r, 1) != 1)
+			ret = -EIO;
+	}
+	double t0 = now_us(), f = 0, l = 0;
+	for (unsigned i = 0; i < started; i++)
+		if (write(go[1], "g", 1) != 1)
+			ret = -EPIPE;
+	for (unsigned i = 0; i < started; i++) {
+		double t[2];
+		if (read(res[0], t, sizeof(t)) != (ssize_t)sizeof(t) || t[0] < 0 || t[1] < 0)
+			ret = ret ? ret : -EIO;
+		else {
+			f = t[0] - t0 > f ? t[0] - t0 : f;
+			l = t[1] - t0 > l ? t[1] - t0 : l;
+		}
+	}
+	close(go[1]);
+	close(res[0]);
+	for (unsigned i = 0; i < started; i++)
+		waitpid(pids[i], NULL, 0);
+	pl_call(b, CMD_UNMAP, a.addr, size, &a);
+	*first = f / 1e3;
+	*total = l / 1e3;
+	return ret;
+}
+
+static int many_attach(struct bench *b, size_t size, unsigned n, double *out)
+{
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned k = 0; k < sizeof(many_k) / sizeof(many_k[0]); k++) {
+			double *first = k ? b->more[2 * k - 1] : out, *total = b->more[2 * k];
+			int ret = many_round(b, size, many_k[k], &first[i], &total[i]);
+			if (ret < 0)
+				return ret;
+		}
+	return (int)n;
+}
+
 /* munmap in the plain exporter of converted memory we have attached: the
  * exporter's notifier invalidates it in this process before munmap returns. */
 static int mu_exported(struct bench *b, size_t size, unsigned n, double *out)
@@ -720,6 +846,587 @@ static int fault_touch(struct bench *b, size_t size, unsigned n, double *out)
 	return got ? (int)got : -EADDRNOTAVAIL;
 }
 
+/* lfcache: libfabric's shm provider (src/xpmem.c, ofi_mr_cache).  Each
+ * transfer attaches the page-aligned range of the peer's buffer through an
+ * attach cache: a hit is an entry containing the range; on a miss the
+ * entries overlapping it are detached and the range attached, and since two
+ * threads may miss at once and the loser detaches its attachment, a miss
+ * here attaches twice and detaches one.  Transfers walk a window of up to
+ * LF_WINDOW slots of the buffer at an unaligned offset (fabtests' RMA
+ * bandwidth tests), so neighbouring ranges share a page and every new range
+ * purges a neighbour.  The buffer is anonymous memory of the plain exporter
+ * (not in an arena); the cma columns move the same transfers with
+ * process_vm_readv/writev. */
+#define LF_WINDOW 64
+#define LF_SPAN (64 * MiB)   /* at most this much buffer */
+#define LF_OFF 64            /* transfers start here in the buffer */
+
+struct lf_ent {
+	uint64_t lo, hi;     /* exporter range */
+	char *p;
+};
+
+struct lf_cache {
+	struct lf_ent e[LF_WINDOW + 2];
+	unsigned n;
+};
+
+static unsigned lf_slots(size_t size)
+{
+	size_t n = (LF_SPAN - 2 * PAGE) / size;
+	return n < 1 ? 1 : n > LF_WINDOW ? LF_WINDOW : (unsigned)n;
+}
+
+/* The plain exporter's buffer for transfers of size bytes. */
+static int lf_buffer(struct bench *b, size_t size)
+{
+	struct answer a;
+	if (b->lf_buf && b->lf_size == size)
+		return 0;
+	if (b->lf_buf)
+		pl_call(b, CMD_UNMAP, b->lf_buf, b->lf_len, &a);
+	b->lf_buf = 0;
+	size_t len = (lf_slots(size) * size + LF_OFF + 2 * PAGE) & ~(PAGE - 1);
+	int ret = pl_call(b, CMD_MAP, len, 0, &a);
+	if (ret < 0)
+		return ret;
+	b->lf_buf = a.addr;
+	b->lf_len = len;
+	b->lf_size = size;
+	return 0;
+}
+
+static void lf_drop(struct lf_cache *c, unsigned i)
+{
+	xpmem_detach(c->e[i].p);
+	c->e[i] = c->e[--c->n];
+}
+
+/* The attachment showing [lo, hi), from the cache or attached now. */
+static char *lf_lookup(struct bench *b, struct lf_cache *c, uint64_t lo, uint64_t hi)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->e[i].lo <= lo && hi <= c->e[i].hi)
+			return c->e[i].p + (lo - c->e[i].lo);
+	for (unsigned i = 0; i < c->n;)
+		if (c->e[i].lo < hi && lo < c->e[i].hi)
+			lf_drop(c, i);
+		else
+			i++;
+	if (c->n == sizeof(c->e) / sizeof(c->e[0]))
+		lf_drop(c, 0);
+	char *p = pl_attach(b, lo, hi - lo);
+	char *loser = pl_attach(b, lo, hi - lo);
+	if (p == (void *)-1 || loser == (void *)-1) {
+		int e = errno;
+		if (p != (void *)-1)
+			xpmem_detach(p);
+		if (loser != (void *)-1)
+			xpmem_detach(loser);
+		errno = e;
+		return NULL;
+	}
+	xpmem_detach(loser);
+	c->e[c->n++] = (struct lf_ent){ lo, hi, p };
+	return p;
+}
+
+static int lf_run(struct bench *b, size_t size, unsigned n, double *out, bool write, bool cma)
+{
+	int ret = lf_buffer(b, size);
+	if (ret < 0)
+		return ret;
+	struct lf_cache c = { .n = 0 };
+	unsigned slots = lf_slots(size);
+	double t0 = now_us();
+	for (unsigned k = 0; k < n && ret == 0; k++) {
+		uint64_t r = b->lf_buf + LF_OFF + (uint64_t)(k % slots) * size;
+		if (cma) {
+			struct iovec l = { write ? b->src : b->dst, size };
+			struct iovec rv = { (void *)(uintptr_t)r, size };
+			ssize_t got = write ? process_vm_writev(b->pl_pid, &l, 1, &rv, 1, 0)
+					    : process_vm_readv(b->pl_pid, &l, 1, &rv, 1, 0);
+			ret = got == (ssize_t)size ? 0 : got < 0 ? -errno : -EIO;
+			continue;
+		}
+		uint64_t lo = r & ~(PAGE - 1), hi = (r + size + PAGE - 1) & ~(PAGE - 1);
+		char *p = lf_lookup(b, &c, lo, hi);
+		if (!p) {
+			ret = -errno;
+			break;
+		}
+		p += r - lo;
+		if (write)
+			memcpy(p, b->src, size);
+		else
+			memcpy(b->dst, p, size);
+		clobber(b->dst);
+	}
+	double t = now_us() - t0;
+	while (c.n)
+		lf_drop(&c, 0);
+	if (ret < 0)
+		return ret;
+	out[0] = gbs(size, n, t);
+	return 1;
+}
+
+static int lf_read(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return lf_run(b, size, n, out, false, false);
+}
+
+static int lf_write(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return lf_run(b, size, n, out, true, false);
+}
+
+static int lf_cma_read(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return lf_run(b, size, n, out, false, true);
+}
+
+static int lf_cma_write(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return lf_run(b, size, n, out, true, true);
+}
+
+/* ---- shm: client-shaped, the plain exporter's SysV / POSIX shared memory --------- */
+
+/* The plain exporter's shared buffer of this kind, at least size bytes. */
+static int shm_buffer(struct bench *b, int kind, size_t size)
+{
+	struct answer a;
+	if (b->shm_buf[kind] && b->shm_len[kind] >= size)
+		return 0;
+	if (b->shm_buf[kind])
+		pl_call(b, CMD_UNMAP, b->shm_buf[kind], b->shm_len[kind], &a);
+	b->shm_buf[kind] = 0;
+	int ret = pl_call(b, CMD_MAP_SHM, size, (uint64_t)kind, &a);
+	if (ret < 0)
+		return ret;
+	b->shm_buf[kind] = a.addr;
+	b->shm_len[kind] = size;
+	return 0;
+}
+
+/* Copy out through one attachment (cached, as UCX's rcache keeps it); the
+ * first pass faults the attachment in and checks the exporter's data. */
+static int shm_copy(struct bench *b, int kind, size_t size, unsigned n, double *out)
+{
+	int ret = shm_buffer(b, kind, size);
+	if (ret < 0)
+		return ret;
+	char *p = pl_attach(b, b->shm_buf[kind], size);
+	if (p == (void *)-1)
+		return -errno;
+	memcpy(b->dst, p, size);
+	ret = check_fill(p) ? -EIO : 0;
+	for (size_t off = PAGE; off < size && ret == 0; off += PAGE)
+		ret = check_fill(p + off) ? -EIO : 0;
+	if (ret == 0)
+		out[0] = gbs(size, n, copy_loop(b->dst, p, size, n));
+	xpmem_detach(p);
+	return ret < 0 ? ret : 1;
+}
+
+static int shm_sysv(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return shm_copy(b, SHM_SYSV, size, n, out);
+}
+
+static int shm_posix(struct bench *b, size_t size, unsigned n, double *out)
+{
+	return shm_copy(b, SHM_POSIX, size, n, out);
+}
+
+static int shm_cma(struct bench *b, size_t size, unsigned n, double *out)
+{
+	int ret = shm_buffer(b, SHM_SYSV, size);
+	double t0 = now_us();
+	for (unsigned i = 0; i < n && ret == 0; i++) {
+		struct iovec l = { b->dst, size };
+		struct iovec r = { (void *)(uintptr_t)b->shm_buf[SHM_SYSV], size };
+		ssize_t got = process_vm_readv(b->pl_pid, &l, 1, &r, 1, 0);
+		ret = got == (ssize_t)size ? 0 : got < 0 ? -errno : -EIO;
+		clobber(b->dst);
+	}
+	if (ret < 0)
+		return ret;
+	out[0] = gbs(size, n, now_us() - t0);
+	return 1;
+}
+
+static void describe_exit(pid_t peer, char *status, size_t len);
+/* ---- remote: the rdma transport between two "nodes" on loopback -------------------- */
+
+/* Per libfabric provider a pair of processes: the remote IMPORTER (this
+ * program re-executed with ROLE_RIMP, FI_PROVIDER set, node 2) spawns its
+ * own remote EXPORTER (ROLE_ARG "remote", node 1), both with the
+ * shared-directory resolver in a fresh directory.  The importer gets the
+ * exporter's segment (read-only and read-write apids) and runs the
+ * measurements below when this process asks (r_call): each column's
+ * function here is a proxy.  The raw fi_read/fi_write figures come from the
+ * plugin itself (bench.h), so this program links no libfabric. */
+#define ROLE_RIMP "--xpmem-bench-remote-importer-role"
+#define RCALL_TIMEOUT_MS 600000 /* one repetition of a remote measurement, at most */
+#define NPROV 2
+static const char *const rprov[NPROV] = { "tcp;ofi_rxm", "shm" };
+
+enum rfn {
+	RF_READ_PAGE = 64,       /* (not a CMD_*) raw fi_read of size, us per 4 KiB page */
+	RF_FAULT,                /* first touch of every page of a fresh lazy attachment, us/page */
+	RF_READ_GBS,             /* raw fi_read of size, GB/s */
+	RF_SEQ,                  /* memcpy out of a fresh lazy attachment, GB/s */
+	RF_EAGER,                /* attach filled eagerly, GB/s */
+	RF_WRITE_GBS,            /* raw fi_write (delivery complete) of size, GB/s */
+	RF_FLUSH,                /* uxpmem_flush of size dirty bytes, GB/s */
+	RF_REVOKE,               /* exporter's xpmem_remove -> importer's callback, us */
+};
+
+struct rhello {
+	int err;
+	char what[300];
+	char prov[64];           /* the provider the plugin's endpoint uses */
+};
+
+struct rreply {
+	int err;
+	int got;                 /* samples of the column (then as many per extra column) */
+	unsigned nmore;
+};
+
+/* The remote importer's state (ROLE_RIMP). */
+static struct rimp {
+	struct bench b;          /* b.peer etc.: its remote exporter */
+	xpmem_apid_t ro, rw;     /* apids of the exporter's whole address space */
+	const struct uxpmem_rdma_bench_v1 *pb;
+} rs;
+
+/* timeout_ms < 0: none */
+static int full_read(int fd, void *buf, size_t len, int timeout_ms)
+{
+	char *p = buf;
+	while (len) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		int r = poll(&pf, 1, timeout_ms);
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (r < 0 && errno == EINTR)
+			continue;
+		ssize_t n = r < 0 ? -1 : read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int full_write(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Asked by the bench process: run fn and send the samples back. */
+static int r_proxy(struct bench *b, int pi, enum rfn fn, unsigned nmore, size_t size,
+		   unsigned n, double *out)
+{
+	if (!b->rp[pi].pid)
+		return -ENOTCONN;
+	struct cmd c = { .op = (int)fn, .a = size, .b = (uint64_t)n | (uint64_t)nmore << 32 };
+	struct rreply r;
+	int ret = full_write(b->rp[pi].cmd_fd, &c, sizeof(c));
+	if (ret == 0)
+		ret = full_read(b->rp[pi].reply_fd, &r, sizeof(r), RCALL_TIMEOUT_MS);
+	if (ret < 0)
+		return ret;
+	if (r.err)
+		return -r.err;
+	if (r.got < 0 || (unsigned)r.got > n || r.nmore != nmore)
+		return -EPROTO;
+	ret = full_read(b->rp[pi].reply_fd, out, (size_t)r.got * sizeof(double), RCALL_TIMEOUT_MS);
+	for (unsigned k = 0; k < nmore && ret == 0; k++)
+		ret = full_read(b->rp[pi].reply_fd, b->more[k], (size_t)r.got * sizeof(double),
+				 RCALL_TIMEOUT_MS);
+	return ret < 0 ? ret : r.got;
+}
+
+#define RPROXY(fname, pi, fn, nmore)                                                        \
+	static int fname(struct bench *b, size_t size, unsigned n, double *out)             \
+	{                                                                                   \
+		return r_proxy(b, pi, fn, nmore, size, n, out);                             \
+	}
+RPROXY(rt_read_page, 0, RF_READ_PAGE, 0)
+RPROXY(rs_read_page, 1, RF_READ_PAGE, 0)
+RPROXY(rt_fault, 0, RF_FAULT, 0)
+RPROXY(rs_fault, 1, RF_FAULT, 0)
+RPROXY(rt_read_gbs, 0, RF_READ_GBS, 0)
+RPROXY(rs_read_gbs, 1, RF_READ_GBS, 0)
+RPROXY(rt_seq, 0, RF_SEQ, 0)
+RPROXY(rs_seq, 1, RF_SEQ, 0)
+RPROXY(rt_eager, 0, RF_EAGER, 0)
+RPROXY(rs_eager, 1, RF_EAGER, 0)
+RPROXY(rt_write_gbs, 0, RF_WRITE_GBS, 0)
+RPROXY(rs_write_gbs, 1, RF_WRITE_GBS, 0)
+RPROXY(rt_flush, 0, RF_FLUSH, 0)
+RPROXY(rs_flush, 1, RF_FLUSH, 0)
+RPROXY(rt_revoke, 0, RF_REVOKE, 0)
+RPROXY(rs_revoke, 1, RF_REVOKE, 0)
+
+/* --- in the remote importer --- */
+
+static void *r_attach(xpmem_apid_t apid, size_t size)
+{
+	struct xpmem_addr xa = { .apid = apid, .offset = (off_t)rs.b.h.buf };
+	return xpmem_attach(xa, size, NULL);
+}
+
+/* Every byte of [p, p+len) holds FILL (pages sampled: byte 1 of each). */
+static int r_check(const char *p, size_t len)
+{
+	for (size_t o = 1; o < len; o += PAGE)
+		if ((unsigned char)p[o] != FILL)
+			return -EIO;
+	return (unsigned char)p[len - 1] == FILL ? 0 : -EIO;
+}
+
+static int r_raw(size_t size, unsigned n, double *out, int write, bool per_page)
+{
+	int ret = rs.pb->raw(write ? rs.rw : rs.ro, rs.b.h.buf, size, write, n, out);
+	if (ret < 0)
+		return ret;
+	for (unsigned i = 0; i < n; i++)
+		out[i] = per_page ? out[i] / ((double)size / PAGE) : gbs(size, 1, out[i]);
+	return (int)n;
+}
+
+static int r_fault(size_t size, unsigned n, double *out)
+{
+	rs.pb->lazy_from(1);
+	size_t npages = size / PAGE ? size / PAGE : 1;
+	for (unsigned i = 0; i < n; i++) {
+		volatile unsigned char *p = r_attach(rs.ro, npages * PAGE);
+		if (p == (void *)-1)
+			return -errno;
+		unsigned sum = 0;
+		double t0 = now_us();
+		for (size_t k = 0; k < npages; k++)
+			sum += p[k * PAGE + 1];
+		out[i] = (now_us() - t0) / (double)npages;
+		int ret = sum == FILL * npages ? 0 : -EIO;
+		xpmem_detach((void *)p);
+		if (ret < 0)
+			return ret;
+	}
+	return (int)n;
+}
+
+static int r_seq(size_t size, unsigned n, double *out)
+{
+	rs.pb->lazy_from(1);
+	for (unsigned i = 0; i < n; i++) {
+		char *p = r_attach(rs.ro, size);
+		if (p == (void *)-1)
+			return -errno;
+		double t0 = now_us();
+		memcpy(rs.b.dst, p, size);
+		clobber(rs.b.dst);
+		out[i] = gbs(size, 1, now_us() - t0);
+		xpmem_detach(p);
+		int ret = r_check(rs.b.dst, size);
+		if (ret < 0)
+			return ret;
+	}
+	return (int)n;
+}
+
+static int r_eager(size_t size, unsigned n, double *out)
+{
+	rs.pb->lazy_from(SIZE_MAX);
+	for (unsigned i = 0; i < n; i++) {
+		double t0 = now_us();
+		char *p = r_attach(rs.ro, size);
+		if (p == (void *)-1)
+			return -errno;
+		out[i] = gbs(size, 1, now_us() - t0);
+		int ret = r_check(p, size);
+		xpmem_detach(p);
+		if (ret < 0)
+			return ret;
+	}
+	return (int)n;
+}
+
+/* Every page dirty (FILL+1), flushed; then FILL again, flushed: two
+ * samples per round, the exporter's buffer as it was after each round. */
+static int r_flush(size_t size, unsigned n, double *out)
+{
+	rs.pb->lazy_from(SIZE_MAX);
+	char *p = r_attach(rs.rw, size);
+	if (p == (void *)-1)
+		return -errno;
+	int ret = 0;
+	unsigned i = 0;
+	for (int v = FILL + 1; ret == 0 && (i < n || v != FILL + 1); v = v == FILL ? FILL + 1 : FILL) {
+		memset(p, v, size);
+		double t0 = now_us();
+		if (uxpmem_flush(p, size) < 0)
+			ret = -errno;
+		if (i < n)
+			out[i++] = gbs(size, 1, now_us() - t0);
+	}
+	if (xpmem_detach(p) < 0 && ret == 0)
+		ret = -errno;
+	return ret < 0 ? ret : (int)n;
+}
+
+static int r_run(enum rfn fn, size_t size, unsigned n, double *out)
+{
+	if (size > rs.b.h.size)
+		return -E2BIG;
+	switch (fn) {
+	case RF_READ_PAGE: return r_raw(size, n, out, 0, true);
+	case RF_FAULT: return r_fault(size, n, out);
+	case RF_READ_GBS: return r_raw(size, n, out, 0, false);
+	case RF_SEQ: return r_seq(size, n, out);
+	case RF_EAGER: return r_eager(size, n, out);
+	case RF_WRITE_GBS: return r_raw(size, n, out, 1, false);
+	case RF_FLUSH: return r_flush(size, n, out);
+	case RF_REVOKE: return rv_remove(&rs.b, size, n, out, false);
+	}
+	return -EINVAL;
+}
+
+static void rimp_fail(struct rhello *rh, int err, const char *fmt, const char *arg)
+{
+	rh->err = err;
+	snprintf(rh->what, sizeof(rh->what), fmt, arg, strerror(err));
+}
+
+static int spawn_exporter(struct bench *b, int kind, pid_t *peer, int *cmd_fd, int *reply_fd);
+static void quit_peer(pid_t pid, int cmd_fd, char *status, size_t len);
+
+/* The remote exporter, the apids, the plugin's bench interface. */
+static void rimp_setup(struct rhello *rh)
+{
+	struct bench *b = &rs.b;
+	/* the exporter is node 1; environ is copied before this process starts a thread */
+	setenv("XPMEM_NODE_ID", "1", 1);
+	int ret = spawn_exporter(b, 2, &b->peer, &b->cmd_fd, &b->reply_fd);
+	setenv("XPMEM_NODE_ID", "2", 1);
+	if (ret < 0)
+		{
+		rimp_fail(rh, -ret, "cannot spawn the remote exporter%s: %s", "");
+		return;
+	}
+	if (full_read(b->reply_fd, &b->h, sizeof(b->h), RCALL_TIMEOUT_MS) < 0) {
+		describe_exit(b->peer, b->peer_status, sizeof(b->peer_status));
+		b->peer = 0;
+		rh->err = EPIPE;
+		snprintf(rh->what, sizeof(rh->what), "the remote exporter %s before announcing "
+			 "its segment", b->peer_status);
+		return;
+	}
+	if (b->h.err) {
+		rh->err = b->h.err;
+		snprintf(rh->what, sizeof(rh->what), "remote %s", b->h.what);
+		return;
+	}
+	if (b->h.seg_base != 0)
+		{
+		rimp_fail(rh, EINVAL, "the remote exporter could not export its whole address "
+				 "space%s (%s)", "");
+		return;
+	}
+	rs.ro = xpmem_get(b->h.segid, XPMEM_RDONLY, XPMEM_PERMIT_MODE, NULL);
+	rs.rw = rs.ro < 0 ? -1 : xpmem_get(b->h.segid, XPMEM_RDWR, XPMEM_PERMIT_MODE, NULL);
+	if (rs.ro < 0 || rs.rw < 0)
+		{
+		rimp_fail(rh, errno, "xpmem_get of the remote segment%s: %s (the rdma plugin, "
+				 "libfabric or the provider is missing? XPMEM_LOG_LEVEL=debug says)", "");
+		return;
+	}
+	/* the plugin is loaded now: its bench interface */
+	char path[4300];
+	const char *dir = getenv("XPMEM_PLUGIN_DIR");
+	snprintf(path, sizeof(path), "%s/libuxpmem-rdma.so", dir ? dir : UXP_PKGLIBDIR "/transports");
+	void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+	if (h)
+		*(void **)&rs.pb = dlsym(h, UXPMEM_RDMA_BENCH_SYMBOL);
+	if (!rs.pb || rs.pb->size < sizeof(*rs.pb))
+		{
+		rimp_fail(rh, ENOSYS, "%s: no " UXPMEM_RDMA_BENCH_SYMBOL " of this version: %s",
+				 path);
+		return;
+	}
+	snprintf(rh->prov, sizeof(rh->prov), "%s", rs.pb->provider());
+	/* the first touch of each 2 MiB chunk registers it: not what is measured */
+	double *t = malloc(sizeof(double));
+	for (uint64_t off = 0; t && off < b->h.size; off += 2 * MiB) {
+		size_t len = b->h.size - off < PAGE ? b->h.size - off : PAGE;
+		if (rs.pb->raw(rs.ro, b->h.buf + off, len, 0, 1, t) < 0 ||
+		    rs.pb->raw(rs.rw, b->h.buf + off, len, 0, 1, t) < 0)
+			break;
+	}
+	free(t);
+}
+
+static int rimp_main(int argc, char **argv)
+{
+	if (argc != 5)
+		return 2;
+	int cmd_fd = atoi(argv[2]), reply_fd = atoi(argv[3]);
+	struct rhello rh = { 0 };
+	struct bench *b = &rs.b;
+	*b = (struct bench){ .maxsize = strtoull(argv[4], NULL, 0), .qfd = -1 };
+	sem_init(&watch.sem, 0, 0);
+	if (posix_memalign((void **)&b->dst, PAGE, b->maxsize))
+		rimp_fail(&rh, ENOMEM, "buffer%s: %s", "");
+	else
+		rimp_setup(&rh);
+	if (full_write(reply_fd, &rh, sizeof(rh)) < 0)
+		return 1;
+	struct cmd c;
+	while (!rh.err && full_read(cmd_fd, &c, sizeof(c), -1) == 0 && c.op != CMD_QUIT) {
+		unsigned n = (unsigned)c.b, nmore = (unsigned)(c.b >> 32);
+		double *v = calloc((size_t)n * (1 + nmore) + 1, sizeof(double));
+		for (unsigned k = 0; k < nmore && v; k++)
+			b->more[k] = v + (size_t)n * (1 + k);
+		struct rreply r = { .nmore = nmore };
+		r.got = v ? r_run((enum rfn)c.op, c.a, n, v) : -ENOMEM;
+		if (r.got < 0) {
+			r.err = -r.got;
+			r.got = 0;
+		}
+		int ret = full_write(reply_fd, &r, sizeof(r));
+		for (unsigned k = 0; k <= nmore && ret == 0; k++)
+			ret = full_write(reply_fd, v + (size_t)n * k, (size_t)r.got * sizeof(double));
+		free(v);
+		if (ret < 0)
+			break;
+	}
+	if (rs.ro > 0)
+		xpmem_release(rs.ro);
+	if (rs.rw > 0)
+		xpmem_release(rs.rw);
+	if (b->peer)
+		quit_peer(b->peer, b->cmd_fd, b->peer_status, sizeof(b->peer_status));
+	return 0;
+}
+
 /* ---- the tests ------------------------------------------------------------------ */
 
 static const struct test tests[] = {
@@ -767,6 +1474,35 @@ static const struct test tests[] = {
 	  .unit = "us", .per_op = true, .lo = 1, .hi = 100,
 	  .cols = { { "first touch", fault_touch, NEED_CONVERT } },
 	  .tail = true, .sizes = "4k,64k,1m" },
+	{ .name = "lfcache",
+	  .title = "libfabric's pattern: transfers through an attach cache of overlapping "
+		   "page-aligned ranges of the plain exporter's memory vs CMA",
+	  .unit = "GB/s", .per_op = false, .budget = 256 * MiB, .lo = 8, .hi = 4000,
+	  .cols = { { "read", lf_read, NEED_CONVERT }, { "write", lf_write, NEED_CONVERT },
+		    { "cma read", lf_cma_read, NEED_PLAIN },
+		    { "cma write", lf_cma_write, NEED_PLAIN } },
+	  .ratios = { { "read/cma", 0, 2 }, { "write/cma", 1, 3 } },
+	  .targets = { { "read/cma", MiB, false, 1.5 }, { "write/cma", MiB, false, 1.5 } },
+	  .sizes = "64k,1m,16m" },
+	{ .name = "shm",
+	  .title = "client-shaped: the plain exporter's SysV and POSIX-shm buffers (UCX's "
+		   "default allocation) copied out through a cached attachment, vs local memcpy "
+		   "and process_vm_readv",
+	  .unit = "GB/s", .per_op = false, .budget = 1 * GiB, .lo = 10, .hi = 10000,
+	  .cols = { { "sysv", shm_sysv, NEED_PLAIN }, { "posix", shm_posix, NEED_PLAIN },
+		    { "memcpy", bw_memcpy, NEED_PEER }, { "cma", shm_cma, NEED_PLAIN } },
+	  .ratios = { { "sysv/cma", 0, 3 }, { "posix/cma", 1, 3 }, { "sysv/memcpy", 0, 2 } },
+	  .targets = { { "sysv/memcpy", MiB, false, 0.9 }, { "sysv/cma", MiB, false, 1.5 } },
+	  .sizes = "64k,1m,16m,64m" },
+	{ .name = "many",
+	  .title = "1, 4, 16 importers attach and read the same fresh buffer of the plain exporter "
+		   "at once (converted once): slowest first byte and last importer done",
+	  .unit = "ms", .per_op = true, .lo = 1, .hi = 3,
+	  .cols = { { "1 first", many_attach, NEED_CONVERT }, { "1 total", NULL, NEED_CONVERT, 1 },
+		    { "4 first", NULL, NEED_CONVERT, 1 }, { "4 total", NULL, NEED_CONVERT, 1 },
+		    { "16 first", NULL, NEED_CONVERT, 1 }, { "16 total", NULL, NEED_CONVERT, 1 } },
+	  .ratios = { { "16/1 total", 5, 1 } },
+	  .sizes = "64m" },
 	{ .name = "revoke",
 	  .title = "revocation latency, exporter's xpmem_remove or munmap to the importer's event",
 	  .unit = "us", .per_op = true, .lo = 1, .hi = 100,
@@ -775,6 +1511,48 @@ static const struct test tests[] = {
 		    { "inval cb", rv_inval_cb, NEED_CONVERT },
 		    { "inval fd", rv_inval_fd, NEED_CONVERT } },
 	  .tail = true, .sizes = "4k,1m" },
+	{ .name = "rfault",
+	  .title = "remote (rdma plugin, two nodes on loopback): first touch of every page of a "
+		   "fresh lazy attachment of size (4 KiB: one cold fault; larger: per page with "
+		   "read-ahead) vs one raw fi_read of size, per 4 KiB page",
+	  .unit = "us/page", .per_op = true, .budget = 64 * MiB, .lo = 5, .hi = 200,
+	  .cols = { { "tcp read", rt_read_page, NEED_RTCP }, { "tcp fault", rt_fault, NEED_RTCP },
+		    { "shm read", rs_read_page, NEED_RSHM }, { "shm fault", rs_fault, NEED_RSHM } },
+	  .ratios = { { "tcp fault/read", 1, 0 }, { "shm fault/read", 3, 2 } },
+	  .targets = { { "tcp fault/read", 4096, true, 1.5 }, { "shm fault/read", 4096, true, 1.5 } },
+	  .tail = true, .sizes = "4k,64k,1m" },
+	{ .name = "rseq",
+	  .title = "remote: sequential read (memcpy) of a fresh lazy attachment of size vs raw "
+		   "fi_read of size",
+	  .unit = "GB/s", .per_op = true, .budget = 256 * MiB, .lo = 3, .hi = 200,
+	  .cols = { { "tcp read", rt_read_gbs, NEED_RTCP }, { "tcp lazy", rt_seq, NEED_RTCP },
+		    { "shm read", rs_read_gbs, NEED_RSHM }, { "shm lazy", rs_seq, NEED_RSHM } },
+	  .ratios = { { "tcp lazy/read", 1, 0 }, { "shm lazy/read", 3, 2 } },
+	  .targets = { { "tcp lazy/read", MiB, false, 0.8 }, { "shm lazy/read", MiB, false, 0.8 } },
+	  .sizes = "1m,16m,64m" },
+	{ .name = "reager",
+	  .title = "remote: attach filled at once (eager) vs raw fi_read of size",
+	  .unit = "GB/s", .per_op = true, .budget = 256 * MiB, .lo = 3, .hi = 200,
+	  .cols = { { "tcp read", rt_read_gbs, NEED_RTCP }, { "tcp eager", rt_eager, NEED_RTCP },
+		    { "shm read", rs_read_gbs, NEED_RSHM }, { "shm eager", rs_eager, NEED_RSHM } },
+	  .ratios = { { "tcp eager/read", 1, 0 }, { "shm eager/read", 3, 2 } },
+	  .sizes = "64k,1m,16m" },
+	{ .name = "rflush",
+	  .title = "remote: uxpmem_flush of a read-write attachment with every page changed vs "
+		   "raw fi_write (delivery complete) of size",
+	  .unit = "GB/s", .per_op = true, .budget = 256 * MiB, .lo = 3, .hi = 200,
+	  .cols = { { "tcp write", rt_write_gbs, NEED_RTCP }, { "tcp flush", rt_flush, NEED_RTCP },
+		    { "shm write", rs_write_gbs, NEED_RSHM }, { "shm flush", rs_flush, NEED_RSHM } },
+	  .ratios = { { "tcp flush/write", 1, 0 }, { "shm flush/write", 3, 2 } },
+	  .targets = { { "tcp flush/write", MiB, false, 0.8 },
+		       { "shm flush/write", MiB, false, 0.8 } },
+	  .sizes = "64k,1m,16m" },
+	{ .name = "rrevoke",
+	  .title = "remote: revocation latency, the remote exporter's xpmem_remove to the "
+		   "importer's callback",
+	  .unit = "us", .per_op = true, .lo = 1, .hi = 50,
+	  .cols = { { "tcp remove", rt_revoke, NEED_RTCP }, { "shm remove", rs_revoke, NEED_RSHM } },
+	  .tail = true, .sizes = "4k" },
 };
 #define NTESTS (sizeof(tests) / sizeof(tests[0]))
 
@@ -897,6 +1675,9 @@ static const char *unmet(const struct bench *b, enum need need)
 		return b->plain_err[0] ? b->plain_err : NULL;
 	case NEED_CONVERT:
 		return b->plain_err[0] ? b->plain_err : b->conv_err[0] ? b->conv_err : NULL;
+	case NEED_RTCP:
+	case NEED_RSHM:
+		return b->rp[need - NEED_RTCP].err[0] ? b->rp[need - NEED_RTCP].err : NULL;
 	}
 	return NULL;
 }
@@ -1306,6 +2087,13 @@ static void text_header(const struct opts *o, const struct bench *b)
 		printf("# no plain exporter: %s\n", b->plain_err);
 	else if (b->conv_err[0])
 		printf("# no conversion: %s\n", b->conv_err);
+	for (int pi = 0; pi < NPROV && b->rdir_made; pi++)
+		if (b->rp[pi].err[0])
+			printf("# remote %s: %s\n", rprov[pi], b->rp[pi].err);
+		else
+			printf("# remote %s: importer pid %d (node 2, provider %s) and its exporter "
+			       "(node 1), XPMEM_RESOLVER=dir:%s\n", rprov[pi], (int)b->rp[pi].pid,
+			       b->rp[pi].prov, b->rdir);
 }
 
 static void json_header(const struct opts *o, const struct bench *b)
@@ -1346,6 +2134,17 @@ static void json_header(const struct opts *o, const struct bench *b)
 	json_str(b->plain_err);
 	printf(",\n  \"convert_error\": ");
 	json_str(b->conv_err);
+	printf(",\n  \"remote\": [");
+	for (int pi = 0; pi < NPROV && b->rdir_made; pi++) {
+		printf("%s{\"FI_PROVIDER\": ", pi ? ", " : "");
+		json_str(rprov[pi]);
+		printf(", \"provider\": ");
+		json_str(b->rp[pi].prov);
+		printf(", \"error\": ");
+		json_str(b->rp[pi].err);
+		printf("}");
+	}
+	printf("]");
 	printf(",\n  \"repetitions\": %u,\n  \"warmup_repetitions\": 1,\n  \"tests\": [\n",
 	       o->reps);
 }
@@ -1510,6 +2309,34 @@ static void *map_private_file(size_t size)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* Shared memory the way UCX's allocator makes it (ucx_info -m: sysv, posix):
+ * nothing but the mapping keeps it alive.  NULL + errno on failure. */
+static void *map_shared_memory(size_t size, int kind)
+{
+	if (kind == SHM_SYSV) {
+		int id = shmget(IPC_PRIVATE, size, IPC_CREAT | 0600);
+		if (id < 0)
+			return NULL;
+		void *p = shmat(id, NULL, 0);
+		int e = errno;
+		shmctl(id, IPC_RMID, NULL);
+		errno = e;
+		return p == (void *)-1 ? NULL : p;
+	}
+	char name[64];
+	snprintf(name, sizeof(name), "/xpmem-bench-%d", (int)getpid());
+	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return NULL;
+	shm_unlink(name);
+	void *p = ftruncate(fd, (off_t)size) < 0 ? MAP_FAILED
+		: mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return p == MAP_FAILED ? NULL : p;
+}
+
 static void exporter_do(const struct hello *h, const struct cmd *c, struct answer *a)
 {
 	void *p;
@@ -1551,6 +2378,15 @@ static void exporter_do(const struct hello *h, const struct cmd *c, struct answe
 	case CMD_MAP:
 		p = mmap(NULL, c->a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED) {
+			a->err = errno;
+			break;
+		}
+		memset(p, FILL, c->a);
+		a->addr = (uintptr_t)p;
+		break;
+	case CMD_MAP_SHM:
+		p = map_shared_memory(c->a, (int)c->b);
+		if (!p) {
 			a->err = errno;
 			break;
 		}
@@ -1683,8 +2519,11 @@ static char **exporter_env(const struct bench *b, bool plain)
 	return env;
 }
 
-static int spawn_exporter(struct bench *b, bool plain, pid_t *peer, int *cmd_fd, int *reply_fd)
+/* kind 0: the arena exporter, 1: the plain one, 2: a remote one (no
+ * preload, buffer of b->maxsize). */
+static int spawn_exporter(struct bench *b, int kind, pid_t *peer, int *cmd_fd, int *reply_fd)
 {
+	bool plain = kind != 0;
 	int cmd[2], reply[2];
 	char a_cmd[16], a_reply[16], a_size[32];
 	char **env = exporter_env(b, plain);
@@ -1692,9 +2531,9 @@ static int spawn_exporter(struct bench *b, bool plain, pid_t *peer, int *cmd_fd,
 		return -errno;
 	snprintf(a_cmd, sizeof(a_cmd), "%d", cmd[0]);
 	snprintf(a_reply, sizeof(a_reply), "%d", reply[1]);
-	snprintf(a_size, sizeof(a_size), "%zu", plain ? PAGE : b->maxsize);
+	snprintf(a_size, sizeof(a_size), "%zu", kind == 1 ? PAGE : b->maxsize);
 	char *args[] = { "xpmem-bench", ROLE_ARG, a_cmd, a_reply, a_size,
-			 plain ? "plain" : "arena", NULL };
+			 kind == 1 ? "plain" : kind == 2 ? "remote" : "arena", NULL };
 	pid_t pid = fork();
 	if (pid < 0)
 		return -errno;
@@ -1764,7 +2603,7 @@ static void importer_attach(struct bench *b)
 /* The plain exporter and a cached apid of its whole address space. */
 static void start_plain(struct bench *b)
 {
-	int ret = spawn_exporter(b, true, &b->pl_pid, &b->pl_cmd_fd, &b->pl_reply_fd);
+	int ret = spawn_exporter(b, 1, &b->pl_pid, &b->pl_cmd_fd, &b->pl_reply_fd);
 	if (ret < 0) {
 		b->pl_pid = 0;
 		snprintf(b->plain_err, sizeof(b->plain_err), "cannot spawn the plain exporter: %s",
@@ -1803,7 +2642,159 @@ static void start_plain(struct bench *b)
 			 b->pl.level_why);
 }
 
-static int start(struct bench *b, bool plain)
+/* ---- importer: the remote pairs ----------------------------------------------------- */
+
+/* Where the rdma plugin is: $XPMEM_PLUGIN_DIR, else installed, else the
+ * build tree; NULL if none has it. */
+static const char *plugin_dir(void)
+{
+	static char p[4300];
+	const char *env = getenv("XPMEM_PLUGIN_DIR");
+	const char *dirs[] = { env, UXP_PKGLIBDIR "/transports",
+#ifdef UXP_RDMA_BUILD_DIR
+			       UXP_RDMA_BUILD_DIR,
+#endif
+	};
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (!dirs[i] || !*dirs[i])
+			continue;
+		snprintf(p, sizeof(p), "%s/libuxpmem-rdma.so", dirs[i]);
+		if (readable(p))
+			return dirs[i];
+	}
+	return NULL;
+}
+
+static bool env_key(const char *e, const char *key)
+{
+	size_t n = strlen(key);
+	return !strncmp(e, key, n) && e[n] == '=';
+}
+
+/* The remote importer's environment: ours without the arena preload, with
+ * the provider, the resolver, node 2 and the plugin's directory. */
+static char **rimp_env(const struct bench *b, int pi, const char *plugins)
+{
+	static const char *const keys[] = { "FI_PROVIDER", "XPMEM_RESOLVER", "XPMEM_NODE_ID",
+					    "XPMEM_PLUGIN_DIR" };
+	char **base = exporter_env(b, true);
+	size_t n = 0, k = 0;
+	while (base && base[n])
+		n++;
+	char **env = base ? calloc(n + 8, sizeof(*env)) : NULL;
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		bool drop = false;
+		for (size_t j = 0; j < sizeof(keys) / sizeof(keys[0]); j++)
+			drop |= env_key(base[i], keys[j]);
+		if (!drop)
+			env[k++] = base[i];
+	}
+	char *v[4];
+	size_t len = strlen(b->rdir) + strlen(plugins) + 64;
+	for (int i = 0; i < 4; i++)
+		if (!(v[i] = malloc(len)))
+			return NULL;
+	snprintf(v[0], len, "FI_PROVIDER=%s", rprov[pi]);
+	snprintf(v[1], len, "XPMEM_RESOLVER=dir:%s", b->rdir);
+	snprintf(v[2], len, "XPMEM_NODE_ID=2");
+	snprintf(v[3], len, "XPMEM_PLUGIN_DIR=%s", plugins);
+	for (int i = 0; i < 4; i++)
+		env[k++] = v[i];
+	if (strstr(rprov[pi], "tcp") && !getenv("FI_TCP_IFACE"))
+		env[k++] = "FI_TCP_IFACE=lo"; /* loopback only */
+	free(base);
+	return env;
+}
+
+static void start_remote_pair(struct bench *b, int pi, const char *plugins)
+{
+	struct rpair *rp = &b->rp[pi];
+	int cmd[2], reply[2];
+	char a_cmd[16], a_reply[16], a_size[32];
+	char **env = rimp_env(b, pi, plugins);
+	if (!env || pipe2(cmd, O_CLOEXEC) || pipe2(reply, O_CLOEXEC)) {
+		snprintf(rp->err, sizeof(rp->err), "cannot spawn the remote importer: %s",
+			 strerror(errno ? errno : ENOMEM));
+		return;
+	}
+	snprintf(a_cmd, sizeof(a_cmd), "%d", cmd[0]);
+	snprintf(a_reply, sizeof(a_reply), "%d", reply[1]);
+	snprintf(a_size, sizeof(a_size), "%zu", b->rmaxsize);
+	char *args[] = { "xpmem-bench", ROLE_RIMP, a_cmd, a_reply, a_size, NULL };
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(rp->err, sizeof(rp->err), "fork: %s", strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		fcntl(cmd[0], F_SETFD, 0);
+		fcntl(reply[1], F_SETFD, 0);
+		execve("/proc/self/exe", args, env);
+		_exit(127);
+	}
+	close(cmd[0]);
+	close(reply[1]);
+	rp->pid = pid;
+	rp->cmd_fd = cmd[1];
+	rp->reply_fd = reply[0];
+	struct rhello rh;
+	int ret = full_read(rp->reply_fd, &rh, sizeof(rh), RCALL_TIMEOUT_MS);
+	if (ret < 0) {
+		close(rp->cmd_fd);
+		describe_exit(pid, rp->status, sizeof(rp->status));
+		rp->pid = 0;
+		snprintf(rp->err, sizeof(rp->err), "%s: the remote importer %s", rprov[pi],
+			 ret == -ETIMEDOUT ? "did not answer" : rp->status);
+		return;
+	}
+	snprintf(rp->prov, sizeof(rp->prov), "%s", rh.prov);
+	if (rh.err)
+		snprintf(rp->err, sizeof(rp->err), "FI_PROVIDER=%s: %s", rprov[pi], rh.what);
+}
+
+static void start_remote(struct bench *b)
+{
+	const char *plugins = plugin_dir();
+	char *tmp = getenv("TMPDIR");
+	snprintf(b->rdir, sizeof(b->rdir), "%s/xpmem-bench-resolver.XXXXXX", tmp ? tmp : "/tmp");
+	for (int pi = 0; pi < NPROV; pi++) {
+		if (!plugins)
+			snprintf(b->rp[pi].err, sizeof(b->rp[pi].err), "no libuxpmem-rdma.so (built "
+				 "only with libfabric) in XPMEM_PLUGIN_DIR, %s/transports or the build "
+				 "tree", UXP_PKGLIBDIR);
+		else if (!b->rdir_made && !mkdtemp(b->rdir))
+			snprintf(b->rp[pi].err, sizeof(b->rp[pi].err), "mkdtemp in %s: %s",
+				 tmp ? tmp : "/tmp", strerror(errno));
+		else {
+			b->rdir_made = true;
+			start_remote_pair(b, pi, plugins);
+		}
+	}
+}
+
+static int rm_tree(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void stop_remote(struct bench *b)
+{
+	for (int pi = 0; pi < NPROV; pi++)
+		if (b->rp[pi].pid)
+			quit_peer(b->rp[pi].pid, b->rp[pi].cmd_fd, b->rp[pi].status,
+				  sizeof(b->rp[pi].status));
+	if (b->rdir_made)
+		nftw(b->rdir, rm_tree, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static int start(struct bench *b, bool plain, bool remote)
 {
 	choose_preload(b);
 	/* Page-aligned like the exporter's buffer, so that memcpy and attach
@@ -1813,7 +2804,7 @@ static int start(struct bench *b, bool plain)
 		return -ENOMEM;
 	memset(b->src, 0xa5, b->maxsize);
 	memset(b->dst, 0, b->maxsize);
-	int ret = spawn_exporter(b, false, &b->peer, &b->cmd_fd, &b->reply_fd);
+	int ret = spawn_exporter(b, 0, &b->peer, &b->cmd_fd, &b->reply_fd);
 	if (ret < 0)
 		return ret;
 	if (read(b->reply_fd, &b->h, sizeof(b->h)) != sizeof(b->h)) {
@@ -1828,6 +2819,8 @@ static int start(struct bench *b, bool plain)
 		start_plain(b);
 	else
 		snprintf(b->plain_err, sizeof(b->plain_err), "no plain exporter");
+	if (remote)
+		start_remote(b);
 	return 0;
 }
 
@@ -1851,6 +2844,7 @@ static void stop(struct bench *b)
 	quit_peer(b->peer, b->cmd_fd, b->peer_status, sizeof(b->peer_status));
 	if (b->pl_pid)
 		quit_peer(b->pl_pid, b->pl_cmd_fd, b->pl_status, sizeof(b->pl_status));
+	stop_remote(b);
 }
 
 /* ---- options ------------------------------------------------------------------------ */
@@ -1862,7 +2856,9 @@ static void usage(FILE *f)
 		"Spawn an exporter peer (with the arena preload) and measure, side by side:\n"
 		"copy bandwidth through an attachment vs memcpy and process_vm_readv, and\n"
 		"attach latencies; tests of memory outside the arena (conversion, munmap,\n"
-		"invalidation) spawn a second, plain exporter without the preload.\n"
+		"invalidation) spawn a second, plain exporter without the preload; the remote\n"
+		"tests (r*) a pair of processes per libfabric provider (tcp;ofi_rxm, shm) joined\n"
+		"on loopback by the rdma plugin, next to the provider's raw fi_read/fi_write.\n"
 		"  -t, --tests=T[,T]       tests to run (default: all):\n");
 	for (size_t i = 0; i < NTESTS; i++)
 		fprintf(f, "                            %-12s %s%s%s%s\n", tests[i].name,
@@ -1872,7 +2868,10 @@ static void usage(FILE *f)
 	fprintf(f,
 		"  -s, --sizes=S[,S]       sizes, k/m/g suffixes, for every test (default\n"
 		"                          4k,64k,1m,64m; convert and convert-file 1m,16m,64m,\n"
-		"                          munmap 4k,64k,1m, revoke 4k,1m)\n"
+		"                          munmap and fault 4k,64k,1m, lfcache 64k,1m,16m,\n"
+		"                          shm 64k,1m,16m,64m, many 64m, revoke 4k,1m, rfault\n"
+		"                          4k,64k,1m, rseq 1m,16m,64m, reager and rflush\n"
+		"                          64k,1m,16m, rrevoke 4k)\n"
 		"  -n, --iterations=N      iterations per repetition (default: per test and size)\n"
 		"  -r, --repetitions=R     repetitions (default 5), after one warm-up\n"
 		"  -T, --transport=NAME    set XPMEM_TRANSPORT for both peers\n"
@@ -2013,7 +3012,15 @@ static unsigned test_sizes(const struct opts *o, const struct test *t, size_t *s
 static bool needs_plain(const struct test *t)
 {
 	for (unsigned ci = 0; ci < ncols(t); ci++)
-		if (t->cols[ci].need >= NEED_PLAIN)
+		if (t->cols[ci].need == NEED_PLAIN || t->cols[ci].need == NEED_CONVERT)
+			return true;
+	return false;
+}
+
+static bool needs_remote(const struct test *t)
+{
+	for (unsigned ci = 0; ci < ncols(t); ci++)
+		if (t->cols[ci].need == NEED_RTCP || t->cols[ci].need == NEED_RSHM)
 			return true;
 	return false;
 }
@@ -2047,6 +3054,8 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], ROLE_ARG))
 		return exporter_main(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], ROLE_RIMP))
+		return rimp_main(argc, argv);
 
 	struct opts o;
 	int ret = parse_opts(&o, argc, argv);
@@ -2057,17 +3066,21 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	guard_install();
 
-	struct bench b = { .maxsize = PAGE, .qfd = -1 };
-	bool plain = false;
+	struct bench b = { .maxsize = PAGE, .qfd = -1, .rmaxsize = 2 * MiB };
+	bool plain = false, remote = false;
 	sem_init(&watch.sem, 0, 0);
 	for (unsigned i = 0; i < o.ntests; i++) {
 		size_t sizes[MAXSIZES];
 		unsigned n = test_sizes(&o, o.tests[i], sizes);
-		for (unsigned k = 0; k < n; k++)
-			b.maxsize = sizes[k] > b.maxsize ? sizes[k] : b.maxsize;
+		bool r = needs_remote(o.tests[i]);
+		for (unsigned k = 0; k < n; k++) {
+			size_t *m = r ? &b.rmaxsize : &b.maxsize;
+			*m = sizes[k] > *m ? sizes[k] : *m;
+		}
 		plain |= needs_plain(o.tests[i]);
+		remote |= r;
 	}
-	ret = start(&b, plain);
+	ret = start(&b, plain, remote);
 	if (ret < 0) {
 		if (ret != -ECHILD)
 			fprintf(stderr, "xpmem-bench: cannot start: %s\n", strerror(-ret));

@@ -1,7 +1,8 @@
 /*
  * xpmem-info - what uxpmem can do in this process, in the spirit of
  * fi_info / ucx_info: library version, every transport and why it is or
- * is not usable, the selected one, its export level (uxpmem_export_level)
+ * is not usable, the selected one, this node's id and the transport serving
+ * other nodes, the export level (uxpmem_export_level)
  * and what an importer gets for each kind of memory, the shm transport's
  * userfaultfd detail, and the environment that influences all this.
  *
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -52,12 +54,23 @@ static const struct envvar {
 	{ "XPMEM_KERNEL_DEVICE", "kernel transport device (default " XPMEM_DEV_PATH ")" },
 	{ "XPMEM_KERNEL_NOTICE_TIMEOUT_MS", "how long xpmem_remove waits for a full importer (default 1000)" },
 	{ "XPMEM_PLUGIN_DIR", "where transport plugins are searched" },
+	{ "XPMEM_NODE_ID", "this node's id in segids (1..32767; default 0: local only)" },
+	{ "XPMEM_RESOLVER", "dir:PATH or pmix: where processes publish their addresses for other nodes" },
+	{ "XPMEM_PMIX_LIBRARY", "PMIx client library XPMEM_RESOLVER=pmix opens (default libpmix.so.2)" },
+	{ "XPMEM_RDMA_TIMEOUT_MS", "remote requests' bound; a silent exporter counts as exited after it (default 5000)" },
+	{ "XPMEM_RDMA_EAGER_MAX", "remote attachments below this are filled at attach, others on fault (default 256k)" },
+	{ "FI_PROVIDER", "libfabric provider of the remote transport (default: libfabric's choice)" },
+	{ "XPMEM_RDMA_BACKEND", "remote transport's wire: libfabric or verbs (default: libfabric if built)" },
+	{ "XPMEM_VERBS_DEVICE", "RDMA device of the verbs back end (default: first with an active port)" },
+	{ "XPMEM_VERBS_PORT", "its port (default: the first active one)" },
+	{ "XPMEM_VERBS_ADDR", "IP address the verbs back end listens on (default: the port's netdev's)" },
 	{ "XPMEM_SHM_SOCKET_DIR", "shm sockets as files here (default: abstract namespace)" },
 	{ "XPMEM_ARENA_SIZE", "arena reservation of the preload (default 64g)" },
 	{ "XPMEM_ARENA_LIB", "arena preload used by xpmem-run and xpmem-bench" },
 	{ "XPMEM_SHM_REVOKE_TIMEOUT_MS", "how long xpmem_remove waits for importers' ACKs" },
 	{ "XPMEM_SHM_TIMEOUT_MS", "how long a request (xpmem_get) waits for its reply (default 10000)" },
 	{ "XPMEM_USERFAULTFD", "0: no conversion or re-resolve (export level ARENA; e.g. under valgrind)" },
+	{ "XPMEM_SHM_SWEEP_MS", "period of the check of exported SysV/shared-file mappings (without xpmem-run)" },
 	{ "XPMEM_FREEZE_SIGNAL", "signal that stops threads to convert .data (0: never; .data a hole)" },
 	{ "XPMEM_FREEZE_TIMEOUT_MS", "how long threads may take to stop for a .data conversion (default 1000)" },
 	{ "LD_PRELOAD", "libuxpmem-arena.so here: heap shared from birth (required at export level ARENA)" },
@@ -229,7 +242,8 @@ static const char *level_name(int level)
 enum kind_class {
 	K_PRIVATE,               /* private anonymous: converted on attach */
 	K_FILE_PRIVATE,          /* file-backed private: converted with every thread stopped */
-	K_SHARED_FOREIGN,        /* shared mappings that are not uxpmem's */
+	K_SHARED_FD,             /* the application's shared file: by descriptor */
+	K_SHARED_SYSV,           /* SysV shm: by descriptor, or by id */
 };
 
 static const struct memkind {
@@ -242,7 +256,26 @@ static const struct memkind {
 	{ "anonymous mmap", true, K_PRIVATE },
 	{ ".bss", false, K_PRIVATE },
 	{ ".data", false, K_FILE_PRIVATE },
-	{ "MAP_SHARED|MAP_ANONYMOUS", false, K_SHARED_FOREIGN },
+	{ "SysV shm", false, K_SHARED_SYSV },
+	{ "MAP_SHARED, fd held", false, K_SHARED_FD },
+	{ "MAP_SHARED|MAP_ANONYMOUS", false, K_SHARED_FD }, /* or a file no fd holds */
+};
+
+/* /proc/self/map_files opens (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE):
+ * every shared mapping can be given by descriptor. */
+static bool map_files_usable(void)
+{
+	char path[80];
+	void *p = mmap(NULL, 4096, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)p,
+		 (unsigned long)p + 4096);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	munmap(p, 4096);
+	return fd >= 0;
 };
 
 /* What an importer gets for exported memory of one kind, now, with the
@@ -262,8 +295,14 @@ static const char *kind_access(const struct shm_caps *s, const struct memkind *k
 			break;
 		return fs && !strcmp(fs, "0") ? "hole (file-backed private, XPMEM_FREEZE_SIGNAL=0)"
 					      : "shared (converted on attach, threads stopped)";
-	case K_SHARED_FOREIGN:
-		return "hole (shared mapping not uxpmem's)";
+	case K_SHARED_SYSV:
+		return "shared in place (same pages; by descriptor, or by SysV id: the importer shmats)";
+	case K_SHARED_FD:
+		if (map_files_usable())
+			return "shared in place (same pages, descriptor from /proc/self/map_files)";
+		return strstr(k->name, "fd held")
+			       ? "shared in place (same pages, the descriptor the application holds)"
+			       : "hole (unprivileged: no descriptor to be had; see xpmem(7))";
 	case K_PRIVATE:
 		break;
 	}
@@ -308,6 +347,61 @@ static void print_transports_text(bool verbose)
 		printf("selected transport:   none (%s%s%s)\n", strerror(errno ? errno : ENODEV),
 		       getenv("XPMEM_TRANSPORT") ? "; XPMEM_TRANSPORT=" : "",
 		       getenv("XPMEM_TRANSPORT") ? getenv("XPMEM_TRANSPORT") : "");
+}
+
+/* The node id and why it is what it is. */
+static const char *node_id_source(int node)
+{
+	if (node < 0)
+		return strerror(errno);
+	if (getenv("XPMEM_NODE_ID") && *getenv("XPMEM_NODE_ID"))
+		return "XPMEM_NODE_ID";
+	return node ? "set by a resolver" : "local only: XPMEM_NODE_ID unset, no resolver";
+}
+
+/* The provider a remote transport names in its why ("provider NAME,"). */
+static const char *remote_provider(const struct uxpmem_transport_info *ti, char *buf, size_t len)
+{
+	const char *p = ti->name ? strstr(ti->why, "provider ") : NULL;
+	if (!p)
+		return NULL;
+	snprintf(buf, len, "%s", p + 9);
+	buf[strcspn(buf, ", ")] = '\0';
+	return buf;
+}
+
+/* The resolver as the remote transport describes it in its why ("resolver
+ * TEXT" or "no resolver: TEXT"), else from XPMEM_RESOLVER. */
+static const char *resolver_text(const struct uxpmem_transport_info *ti, char *buf, size_t len)
+{
+	const char *p = ti->why[0] ? strstr(ti->why, "resolver ") : NULL;
+	const char *q = ti->why[0] ? strstr(ti->why, "no resolver: ") : NULL;
+	if (q || p) {
+		snprintf(buf, len, "%s", q ? q + 13 : p + 9);
+		return buf;
+	}
+	const char *r = getenv("XPMEM_RESOLVER");
+	return r && *r ? r : "none (XPMEM_RESOLVER unset: nothing is reachable from other nodes)";
+}
+
+static void print_remote_text(bool verbose)
+{
+	char prov[64];
+	errno = 0;
+	int node = uxpmem_node_id();
+	printf("node id:              %d (%s)\n", node, node_id_source(node));
+	struct uxpmem_transport_info ti;
+	if (uxpmem_remote_transport_query(&ti) == 0)
+		printf("remote transport:     %s usable: %s  %s\n", ti.name, ti.usable ? "yes" : "no",
+		       ti.why[0] ? ti.why : "-");
+	else
+		printf("remote transport:     none (%s)\n", ti.why[0] ? ti.why : strerror(errno));
+	const char *pv = remote_provider(&ti, prov, sizeof(prov));
+	printf("provider:             %s\n", pv ? pv : "none");
+	char res[300];
+	printf("resolver:             %s\n", resolver_text(&ti, res, sizeof(res)));
+	if (verbose && ti.name)
+		printf("                      %s\n", ti.description);
 }
 
 static void print_shm_text(const struct shm_caps *s, bool verbose)
@@ -401,6 +495,22 @@ static void print_transports_json(void)
 	const char *sel = uxpmem_transport_name();
 	json_kv("  ", "selected_transport", sel, true);
 	json_kv("  ", "selection_error", sel ? NULL : strerror(errno ? errno : ENODEV), true);
+	int node = uxpmem_node_id();
+	printf("  \"node_id\": %d,\n", node);
+	json_kv("  ", "node_id_source", node_id_source(node), true);
+	struct uxpmem_transport_info rt;
+	bool have = uxpmem_remote_transport_query(&rt) == 0;
+	printf("  \"remote_transport\": {\"name\": ");
+	json_str(rt.name);
+	printf(", \"usable\": %s, \"why\": ", have && rt.usable ? "true" : "false");
+	json_str(rt.why);
+	char prov[64];
+	printf(", \"provider\": ");
+	json_str(remote_provider(&rt, prov, sizeof(prov)));
+	printf("},\n");
+	json_kv("  ", "resolver", getenv("XPMEM_RESOLVER"), true);
+	char res[300];
+	json_kv("  ", "resolver_detail", resolver_text(&rt, res, sizeof(res)), true);
 }
 
 static void print_shm_json(const struct shm_caps *s)
@@ -511,6 +621,7 @@ int main(int argc, char **argv)
 	}
 	print_version_text(verbose);
 	print_transports_text(verbose);
+	print_remote_text(verbose);
 	print_shm_text(&shm, verbose);
 	print_env_text(verbose);
 	return 0;
