@@ -108,6 +108,10 @@ as_root() {
 	fi
 }
 
+# The cache first: the qemu install below logs into it, and on a fresh
+# machine ~/.cache does not exist yet.
+mkdir -p "$cache/debs" "$cache/x" || skip "cannot create the package cache $cache"
+
 qemu=$(command -v qemu-system-x86_64)
 if [ -z "$qemu" ] && [ "${UXP_VERBS_NO_INSTALL:-0}" != 1 ] && command -v apt-get >/dev/null; then
 	say "installing qemu-system-x86 (apt-get)"
@@ -121,7 +125,6 @@ fi
 # ---------------------------------------------------------------- packages
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null ||
 	skip "no apt-get/dpkg-deb: the guest's kernel and tools come from Debian packages"
-mkdir -p "$cache/debs" "$cache/x" || skip "cannot create the package cache $cache"
 
 # fetch PACKAGE: download it (once) and unpack it into $cache/x/PACKAGE;
 # prints that directory.  A package fetched before is used offline.
