@@ -152,9 +152,13 @@ static void changed_parts(uintptr_t a, uintptr_t b, struct parts *out)
 	part_add(out, at, b);
 }
 
-/* Call the subscribers of [a, b) (all of them: sweep false, or those the
- * sweep has not called yet). */
-static void dispatch(uintptr_t a, uintptr_t b, int kind)
+/* Call the subscribers of [a, b) that the sweep has not called yet, among
+ * those subscribed by upto (an id).  An event read names memory unmapped
+ * before the read returned; a subscription made after that watches what
+ * was mapped there since (an importer may register the new memory as
+ * soon as the unmapper returns, before this thread dispatches) and must
+ * not be told. */
+static void dispatch(uintptr_t a, uintptr_t b, int kind, uint64_t upto)
 {
 	struct mw_sub hit[32];
 	bool more;
@@ -165,7 +169,8 @@ static void dispatch(uintptr_t a, uintptr_t b, int kind)
 		pthread_mutex_lock(&mw_lock);
 		for (size_t i = 0; i < nsubs; i++) {
 			struct mw_sub *s = &subs[i];
-			if (s->id <= after || s->start >= b || s->end <= a || s->fired)
+			if (s->id <= after || s->id > upto || s->start >= b || s->end <= a ||
+			    s->fired)
 				continue;
 			if (n == UXP_ARRAY_SIZE(hit)) {
 				more = true;
@@ -228,15 +233,18 @@ static void *watcher_main(void *unused)
 		sweep();
 		struct uffd_msg msg[16];
 		ssize_t n = read(mw_uffd, msg, sizeof(msg));
+		pthread_mutex_lock(&mw_lock);
+		uint64_t upto = next_id; /* subscribed before the read returned */
+		pthread_mutex_unlock(&mw_lock);
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++) {
 			const struct uffd_msg *m = &msg[i];
 			if (m->event == UFFD_EVENT_REMOVE)
-				dispatch(m->arg.remove.start, m->arg.remove.end, UXP_MM_REMOVE);
+				dispatch(m->arg.remove.start, m->arg.remove.end, UXP_MM_REMOVE, upto);
 			else if (m->event == UFFD_EVENT_UNMAP)
-				dispatch(m->arg.remove.start, m->arg.remove.end, UXP_MM_UNMAP);
+				dispatch(m->arg.remove.start, m->arg.remove.end, UXP_MM_UNMAP, upto);
 			else if (m->event == UFFD_EVENT_REMAP)
 				dispatch(m->arg.remap.from, m->arg.remap.from + m->arg.remap.len,
-					 UXP_MM_REMAP);
+					 UXP_MM_REMAP, upto);
 		}
 	}
 	return NULL;
@@ -325,7 +333,7 @@ void uxp_mm_unwatch(uint64_t id)
 
 void uxp_mm_changed(uintptr_t start, uintptr_t end, int kind)
 {
-	dispatch(start, end, kind);
+	dispatch(start, end, kind, UINT64_MAX);
 }
 
 /* A forked child: the registrations were not inherited (no EVENT_FORK),
