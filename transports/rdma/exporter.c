@@ -53,6 +53,7 @@ struct rx_grant {
 	pid_t pid;
 	rw_addr_t fa;
 	bool rw;
+	uint64_t req; /* the GET that made it: a resent GET gets it again */
 	bool used; /* registered something: told of invalidations */
 	bool mute; /* did not acknowledge one: not waited for again */
 	struct rx_seg *seg;
@@ -183,7 +184,7 @@ static int grant_new(struct rx_seg *s, const struct rm_msg *m, rw_addr_t fa, uin
 	if (!g)
 		return -ENOMEM;
 	*g = (struct rx_grant){ .node = m->from_node, .pid = (pid_t)m->from_pid, .fa = fa,
-				.rw = m->status == XPMEM_RDWR, .seg = s };
+				.rw = m->status == XPMEM_RDWR, .req = m->req, .seg = s };
 	int ret;
 	do {
 		if (getrandom(&g->token, sizeof(g->token), 0) != sizeof(g->token))
@@ -197,6 +198,17 @@ static int grant_new(struct rx_seg *s, const struct rm_msg *m, rw_addr_t fa, uin
 	g->next = s->grants;
 	s->grants = g;
 	*token = g->token;
+	return 0;
+}
+
+/* The grant a GET with this request id made already (a resent GET: the
+ * requester did not see the reply), or 0.  Caller holds s->lock. */
+static uint64_t grant_of_request(const struct rx_seg *s, const struct rm_msg *m, rw_addr_t fa)
+{
+	for (const struct rx_grant *g = s->grants; g; g = g->next)
+		if (g->req == m->req && g->node == m->from_node && g->pid == (pid_t)m->from_pid &&
+		    g->fa == fa && g->rw == (m->status == XPMEM_RDWR))
+			return g->token;
 	return 0;
 }
 
@@ -217,7 +229,7 @@ static void handle_get(const struct rm_msg *m)
 	}
 	pthread_mutex_lock(&s->lock);
 	r.status = s->removed ? -ENOENT : permitted(s, &e, m->status);
-	if (r.status == 0)
+	if (r.status == 0 && !(r.u.got.grant = grant_of_request(s, m, fa)))
 		r.status = grant_new(s, m, fa, &r.u.got.grant);
 	pthread_mutex_unlock(&s->lock);
 	r.u.got.length = s->size;
@@ -443,7 +455,10 @@ static void inval_done(struct rx_inval_wait *w, uint64_t req, unsigned k)
  * now (connecting, or dead without a trace) are retried together until
  * one deadline (XPMEM_RDMA_TIMEOUT_MS), which bounds the acks too.  A
  * holder that was not reached or did not acknowledge is muted: later
- * invalidations try it once and do not wait for it. */
+ * invalidations try it once and do not wait for it.  Those not acknowledged
+ * yet are sent the message again at growing intervals (a connection that
+ * broke under an importer's RMA through a key closed here loses messages;
+ * the importer acks a repeated one without applying it twice). */
 static void tell_holders(xpmem_segid_t segid, const struct holders *h, uint64_t off, uint64_t len)
 {
 	struct rx_inval_wait w = { .n = 0 };
@@ -480,14 +495,23 @@ static void tell_holders(xpmem_segid_t segid, const struct holders *h, uint64_t 
 		if ((ret < 0 && !unsent[k]) || h->mute[i])
 			inval_done(&w, req, k); /* not waited for */
 	}
-	long long deadline = uxp_now_ms() + rdma_timeout_ms();
+	long long now = uxp_now_ms(), deadline = now + rdma_timeout_ms();
+	long long every = 100, again = now + every;
 	for (long long since = 0; __atomic_load_n(&w.pending, __ATOMIC_ACQUIRE);) {
 		if (since && uxp_now_ms() > deadline)
 			break;
 		rw_progress();
-		bool late = uxp_now_ms() > deadline;
+		now = uxp_now_ms();
+		bool late = now > deadline, resend = now >= again;
+		if (resend) { /* the message or its ack may be lost: see ri_invalidate */
+			every = every < 1000 ? every * 2 : every;
+			again = now + every;
+		}
 		for (unsigned k = 0; k < w.n; k++) {
-			if (!unsent[k])
+			uxp_idtab_lock(&acks, req);
+			bool acked = w.acked[k];
+			uxp_idtab_unlock(&acks, req);
+			if (acked || !(unsent[k] || (resend && !late)))
 				continue;
 			m.u.inval.grant = w.token[k];
 			int ret = late ? -ETIMEDOUT : rw_send(to[k], &m, sizeof(m), false);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 #include "rdma.h"
@@ -45,6 +46,11 @@ static int sigbus_fd = -1;
 
 static void init_once(void)
 {
+	/* request ids from a random start: an exporter recognises a resent
+	 * GET by (node, pid, id), and this pid may be an earlier process's */
+	if (getrandom(&next_req, sizeof(next_req), 0) != sizeof(next_req))
+		next_req = (uint64_t)uxp_now_ms() << 20;
+	next_req >>= 1; /* never wraps to 0 */
 	uxp_idtab_init(&apids);
 	uxp_idtab_init(&atts);
 	uxp_idtab_init(&reqs);
@@ -134,7 +140,14 @@ static void heard(unsigned node, pid_t pid)
 
 /* ---- requests ---------------------------------------------------------- */
 
-/* Send m to p and wait for the reply (driving progress): 0 or -errno. */
+/* Send m to p and wait for the reply (driving progress): 0 or -errno.
+ * The request is sent again while no reply comes, at growing intervals
+ * (GET and REG are idempotent: the exporter answers a resent GET with the
+ * grant the first one made): a message can be lost when the connection breaks
+ * under it, and an RMA through a key the exporter closed meanwhile (an
+ * invalidation racing a fetch) breaks it (RC queue pairs go to the error
+ * state; tcp;ofi_rxm cancels what was queued) - the REG that follows such
+ * a failed read must not wait out the whole timeout. */
 static int request(struct ri_peer *p, struct rm_msg *m, struct rm_msg *reply)
 {
 	struct ri_req rq = { 0 };
@@ -143,13 +156,23 @@ static int request(struct ri_peer *p, struct rm_msg *m, struct rm_msg *reply)
 	if (ret < 0)
 		return ret;
 	ret = rw_send(p->fa, m, sizeof(*m), true);
-	long long deadline = uxp_now_ms() + rdma_timeout_ms();
+	long long now = uxp_now_ms(), deadline = now + rdma_timeout_ms();
+	long long every = 100, again = now + every;
 	for (long long since = 0; ret == 0 && !__atomic_load_n(&rq.done, __ATOMIC_ACQUIRE);) {
+		now = uxp_now_ms();
 		if (__atomic_load_n(&p->dead, __ATOMIC_RELAXED))
 			ret = uxp_fail(ENOENT, "rdma: exporter node %u pid %d is gone", p->node, (int)p->pid);
-		else if (since && uxp_now_ms() > deadline)
+		else if (since && now > deadline)
 			ret = uxp_fail(ETIMEDOUT, "rdma: node %u pid %d did not answer within %ld ms "
 				       "(XPMEM_RDMA_TIMEOUT_MS)", p->node, (int)p->pid, rdma_timeout_ms());
+		else if (now >= again) {
+			uxp_debug("rdma: no answer of node %u pid %d to request %llu (type %u) after "
+				  "%lld ms: sent again", p->node, (int)p->pid,
+				  (unsigned long long)m->req, m->type, now - (deadline - rdma_timeout_ms()));
+			(void)rw_send(p->fa, m, sizeof(*m), false); /* a failure: the next try */
+			every = every < 1000 ? every * 2 : every;
+			again = now + every;
+		}
 		rw_progress();
 		rw_backoff(&since);
 	}
@@ -322,10 +345,15 @@ static int chunk_of(struct ri_apid *ap, uint64_t off, struct ri_chunk *out)
 
 /* RMA between [local, local+len) and the segment at offset off, chunk by
  * chunk. */
+/* RMA through registrations the exporter closes meanwhile (it unmapped or
+ * remapped that memory: its INVALIDATE follows) fails with EIO: the piece
+ * is tried again, registered anew, this many times in all. */
+#define RMA_TRIES 8
+
 static int rma_range(struct ri_apid *ap, bool write, char *local, struct rw_mr *lmr, uint64_t off,
 		     size_t len, bool spin)
 {
-	while (len) {
+	for (int tries = 1; len;) {
 		struct ri_chunk c;
 		int ret = chunk_of(ap, off, &c);
 		if (ret < 0)
@@ -333,11 +361,19 @@ static int rma_range(struct ri_apid *ap, bool write, char *local, struct rw_mr *
 		size_t n = c.off + c.len - off < len ? (size_t)(c.off + c.len - off) : len;
 		ret = (spin ? rw_rma_spin : rw_rma)(write, local, lmr, n, ap->peer->fa,
 						    c.raddr + (off - c.off), c.key);
+		if (ret == -EIO && tries++ < RMA_TRIES) {
+			uxp_debug("rdma: apid %#llx: %s at offset %#llx failed: registered anew, "
+				  "try %d", (unsigned long long)ap->id, write ? "write" : "read",
+				  (unsigned long long)off, tries);
+			ri_chunks_drop(ap, c.off, c.len);
+			continue;
+		}
 		if (ret < 0)
 			return ret;
 		local += n;
 		off += n;
 		len -= n;
+		tries = 1;
 	}
 	return 0;
 }
@@ -724,12 +760,38 @@ static void invalidate_apid(struct ri_apid *ap, uint64_t off, uint64_t len)
 	}
 }
 
+/* Applied already?  (The fault thread only.) */
+static bool inval_seen(const struct ri_peer *p, const struct rm_msg *m)
+{
+	for (size_t i = 0; i < UXP_ARRAY_SIZE(p->inval_seen); i++)
+		if (p->inval_seen[i].req == m->req && p->inval_seen[i].grant == m->u.inval.grant)
+			return true;
+	return false;
+}
+
+static void inval_ack(const struct ri_peer *p, const struct rm_msg *m)
+{
+	struct rm_msg r;
+	rm_init(&r, RM_INVAL_ACK, m->req);
+	r.u.inval = m->u.inval;
+	int ret = rw_send(p->fa, &r, sizeof(r), true);
+	if (ret < 0)
+		uxp_debug("rdma: invalidation ack to node %u pid %d not sent: %s", p->node, (int)p->pid,
+			  strerror(-ret));
+}
+
 void ri_invalidate(const struct rm_msg *m)
 {
 	pthread_once(&once, init_once);
 	struct ri_peer *p = peer_find(m->from_node, (pid_t)m->from_pid);
 	if (!p || !m->u.inval.grant)
 		return;
+	if (inval_seen(p, m)) {
+		uxp_debug("rdma: INVALIDATE %llu of node %u pid %d again (our ack was lost): acked",
+			  (unsigned long long)m->req, p->node, (int)p->pid);
+		inval_ack(p, m);
+		return;
+	}
 	struct revoke_match rm;
 	do {
 		rm = (struct revoke_match){ .peer = p, .grant = m->u.inval.grant };
@@ -739,13 +801,10 @@ void ri_invalidate(const struct rm_msg *m)
 			ap_put(rm.hit[i]);
 		}
 	} while (rm.more);
-	struct rm_msg r;
-	rm_init(&r, RM_INVAL_ACK, m->req);
-	r.u.inval = m->u.inval;
-	int ret = rw_send(p->fa, &r, sizeof(r), true);
-	if (ret < 0)
-		uxp_debug("rdma: invalidation ack to node %u pid %d not sent: %s", p->node, (int)p->pid,
-			  strerror(-ret));
+	unsigned k = p->inval_next++ % UXP_ARRAY_SIZE(p->inval_seen);
+	p->inval_seen[k].req = m->req;
+	p->inval_seen[k].grant = m->u.inval.grant;
+	inval_ack(p, m);
 }
 
 /* Pings, and exporters silent for the timeout count as EXITED. */

@@ -216,6 +216,10 @@ struct ri_peer {
 	long long last_heard; /* atomic, ms */
 	long long last_ping;
 	int dead;             /* atomic */
+	/* INVALIDATEs applied lately (the fault thread's only): one the
+	 * exporter sends again because our ack was lost is acked, not redone */
+	struct { uint64_t req, grant; } inval_seen[8];
+	unsigned inval_next;
 };
 
 struct ri_chunk {
