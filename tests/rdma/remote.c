@@ -517,6 +517,44 @@ START_TEST(remap_shows_new_data)
 }
 END_TEST
 
+/* The exporter maps new memory over what the importer keeps reading, over
+ * and over: fetches race invalidations, and an RMA through a key the
+ * exporter has just closed breaks the connection under the requests that
+ * follow (RC queue pairs go to the error state; tcp;ofi_rxm cancels).  The
+ * importer sees each page's own tag or zeros (mapped anew, not tagged
+ * yet), never SIGBUS: the attachment is never revoked. */
+START_TEST(remap_during_reads)
+{
+	struct exporter e;
+	struct peer i;
+	long long apid;
+	const int off = 524288, len = 131072, ms = 3000;
+	with_uffd = true;
+	export_start(&e, "0600");
+	ck_assert_str_eq(peer_cmd(&e.p, "remaploop %#lx %d 0", e.addr + off, len), "ok 1");
+	unsigned long at = import(&i, e.segid, XPMEM_RDONLY, &apid, off, len);
+	peer_send(&e.p, "remaploop %#lx %d %d", e.addr + off, len, ms);
+	peer_send(&i, "faultloop %lld %#lx %d %d %d", apid, at, off, len, ms);
+	const char *r = peer_recv(&i, tu_guard_ms(ms + 30000));
+	unsigned long long rounds, sigbus, again;
+	ck_assert_msg(sscanf(r, "ok %llu %llu %llu", &rounds, &sigbus, &again) == 3, "faultloop: '%s'",
+		      r);
+	ck_assert_uint_eq(sigbus, 0);
+	ck_assert_uint_gt(rounds, 0);
+	r = peer_recv(&e.p, tu_guard_ms(ms + 30000));
+	unsigned long long remaps = 0;
+	ck_assert_msg(sscanf(r, "ok %llu", &remaps) == 1 && remaps > 1, "remaploop: '%s'", r);
+	printf("remap_during_reads: %llu remaps, %llu attach rounds (%llu EAGAIN)\n", remaps, rounds,
+	       again);
+	peer_ok(&i, "detach %#lx", at);
+	peer_ok(&i, "release %lld", apid);
+	peer_stop(&i);
+	peer_ok(&e.p, "remove %lld", e.segid);
+	peer_stop(&e.p);
+	with_uffd = false;
+}
+END_TEST
+
 /* MADV_DONTNEED in the exporter: with the INVALIDATED event the importer's
  * pages are dropped; it reads the zeros the exporter reads now. */
 START_TEST(dontneed_invalidates)
@@ -715,6 +753,16 @@ int main(int argc, char **argv)
 							       : "tcp provider only");
 	tcase_add_test(tc, unmap_invalidates);
 	tcase_add_test(tc, remap_shows_new_data);
+	/* Known open bug over verbs (Soft-RoCE in make check-verbs, both back
+	 * ends): after an RMA through a key the exporter closed, the connection
+	 * carries nothing for seconds (no completion error arrives), and the
+	 * attach under way fails with ETIMEDOUT.  UXP_TEST_VERBS_REMAP=1 runs
+	 * it there anyway. */
+	if (!strstr(provider, "verbs") || getenv("UXP_TEST_VERBS_REMAP"))
+		tcase_add_test(tc, remap_during_reads);
+	else
+		printf("remap_during_reads: not run over verbs (a known open bug: see the comment in "
+		       "tests/rdma/remote.c; UXP_TEST_VERBS_REMAP=1 runs it)\n");
 	tcase_add_test(tc, dontneed_invalidates);
 	tcase_add_test(tc, flush_keeps_exporter_stores);
 	tcase_add_test(tc, dead_importer_no_hang);

@@ -95,6 +95,28 @@ static void faultloop(char **save)
 		  : pu_reply("ok %llu %llu %llu", rounds, sigbus, again);
 }
 
+/* remaploop ADDR SZ MS: map new memory over [ADDR, ADDR+SZ) (MAP_FIXED)
+ * and tag its pages (word 0 of page i = pu_tag(i, round)), over and over
+ * for MS ms (at least once) -> ok ROUNDS | err E */
+static void remaploop(char **save)
+{
+	char *a = (char *)(uintptr_t)pu_num(save);
+	size_t sz = pu_num(save);
+	long long end = st_now_ms() + (long long)pu_num(save);
+	unsigned long long rounds = 0;
+	do {
+		if (mmap(a, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+			 0) == MAP_FAILED) {
+			pu_reply("err %d", errno);
+			return;
+		}
+		rounds++;
+		for (size_t i = 0; i < sz / PAGE; i++)
+			*(volatile uint64_t *)(a + i * PAGE) = pu_tag(i, (unsigned)rounds);
+	} while (st_now_ms() < end);
+	pu_reply("ok %llu", rounds);
+}
+
 /* tagcheck ADDR SZ GEN [HOLES]: every page shows exactly pu_tag(page, GEN)
  * (with HOLES=1: or raises SIGBUS) -> ok NSIGBUS | bad PAGE WORD | sig PAGE
  * SIGNO */
@@ -412,6 +434,8 @@ int main(void)
 			pu_reply("ok %#llx", pu_maxaddr());
 		} else if (!strcmp(cmd, "faultloop")) {
 			faultloop(&save);
+		} else if (!strcmp(cmd, "remaploop")) {
+			remaploop(&save);
 		} else if (!strcmp(cmd, "tagcheck")) {
 			tagcheck(&save);
 		} else if (!strcmp(cmd, "flush")) {
