@@ -753,16 +753,20 @@ int main(int argc, char **argv)
 							       : "tcp provider only");
 	tcase_add_test(tc, unmap_invalidates);
 	tcase_add_test(tc, remap_shows_new_data);
-	/* Known open bug over verbs (Soft-RoCE in make check-verbs, both back
-	 * ends): after an RMA through a key the exporter closed, the connection
-	 * carries nothing for seconds (no completion error arrives), and the
-	 * attach under way fails with ETIMEDOUT.  UXP_TEST_VERBS_REMAP=1 runs
-	 * it there anyway. */
-	if (!strstr(provider, "verbs") || getenv("UXP_TEST_VERBS_REMAP"))
+	/* Known open bug over libfabric's verbs;ofi_rxm (Soft-RoCE in make
+	 * check-verbs): after an RDMA read through a key the exporter closed,
+	 * the responder's queue pair goes to the error state and answers
+	 * nothing more; the importer's read is retried for seconds with every
+	 * later message behind it, and the attach under way fails with
+	 * ETIMEDOUT.  The verbs back end disconnects on a completion error (the
+	 * peer learns at once); through rxm we cannot.  UXP_TEST_VERBS_REMAP=1
+	 * runs it there anyway. */
+	if (!(strstr(provider, "verbs") && strstr(provider, "ofi_rxm")) ||
+	    getenv("UXP_TEST_VERBS_REMAP"))
 		tcase_add_test(tc, remap_during_reads);
 	else
-		printf("remap_during_reads: not run over verbs (a known open bug: see the comment in "
-		       "tests/rdma/remote.c; UXP_TEST_VERBS_REMAP=1 runs it)\n");
+		printf("remap_during_reads: not run over verbs;ofi_rxm (a known open bug: see the "
+		       "comment in tests/rdma/remote.c; UXP_TEST_VERBS_REMAP=1 runs it)\n");
 	tcase_add_test(tc, dontneed_invalidates);
 	tcase_add_test(tc, flush_keeps_exporter_stores);
 	tcase_add_test(tc, dead_importer_no_hang);

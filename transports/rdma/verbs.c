@@ -290,6 +290,20 @@ static void conn_fail(struct vconn *c, int err)
 	__atomic_store_n(&c->state, C_FAILED, __ATOMIC_RELEASE);
 }
 
+/* A completion error: the queue pair is in the error state and whatever
+ * goes on it is lost, but the peer does not know.  Its side may retry an
+ * RDMA read for seconds (a Soft-RoCE responder that went to error after a
+ * read through a closed key answers nothing more) with every later
+ * message queued behind it.  Disconnecting tells it at once: it gets
+ * DISCONNECTED, its queue pair is flushed and it connects anew. */
+static void conn_broken(struct vconn *c, int err)
+{
+	c->err = err;
+	int was = __atomic_exchange_n(&c->state, C_FAILED, __ATOMIC_ACQ_REL);
+	if (was == C_UP && c->id)
+		rdma_disconnect(c->id);
+}
+
 static void op_complete(struct vop *op, int err, size_t len)
 {
 	if (op->kind == VOP_RECV) {
@@ -327,7 +341,7 @@ static void poll_cq(void)
 					  ibv_wc_status_str(wc[i].status), (int)wc[i].opcode);
 			err = -EIO;
 			if (op->c)
-				conn_fail(op->c, -EIO);
+				conn_broken(op->c, -EIO);
 		}
 		if (op->kind != VOP_RECV && op->c)
 			__atomic_sub_fetch(&op->c->sq_used, 1, __ATOMIC_RELEASE);
