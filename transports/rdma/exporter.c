@@ -246,23 +246,54 @@ static bool mapped(uintptr_t a, size_t len)
 	return len / uxp_page_size <= sizeof(v) && mincore((void *)a, len, v) == 0;
 }
 
-/* The mapped run of [blo, bhi) (addresses) around at: 0, or -EFAULT if
- * nothing is mapped at at. */
-static int mapped_run(uintptr_t blo, uintptr_t bhi, uintptr_t at, uintptr_t *lo, uintptr_t *hi)
+/* The run of [blo, bhi) (addresses) around at mapped with the access a
+ * registration needs (readable; writable too for a read-write grant), from
+ * /proc/self/maps: 0, or -EFAULT if at itself is not.  A registration must
+ * not reach pages it cannot pin: a guard page, code, a read-only mapping
+ * next to the memory asked for fails the whole registration (EFAULT), and
+ * an exporter of its whole address space (as UCX and Open MPI make) has
+ * such neighbours in most blocks. */
+static int mapped_run(uintptr_t blo, uintptr_t bhi, uintptr_t at, bool rw, uintptr_t *lo,
+		      uintptr_t *hi)
 {
-	size_t ps = uxp_page_size;
-	at &= ~(uintptr_t)(ps - 1);
-	if (mapped(blo, bhi - blo)) {
-		*lo = blo;
-		*hi = bhi;
-		return 0;
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return uxp_fail(errno, "rdma: /proc/self/maps: %s", strerror(errno));
+	char line[512];
+	uintptr_t rs = 0, re = 0;
+	bool found = false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		char perms[8];
+		if (!strchr(line, '\n') && !feof(f)) { /* a long path: the rest of the line */
+			int c;
+			while ((c = fgetc(f)) != EOF && c != '\n')
+				;
+		}
+		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) != 3 || e <= blo)
+			continue;
+		if (s >= bhi)
+			break;
+		s = s < blo ? blo : s;
+		e = e > bhi ? bhi : e;
+		bool ok = perms[0] == 'r' && (!rw || perms[1] == 'w');
+		if (!ok || (re && s != re)) { /* the run ends */
+			if (found)
+				break;
+			rs = re = 0;
+		}
+		if (!ok)
+			continue;
+		if (!re)
+			rs = s;
+		re = e;
+		found |= s <= at && at < e;
 	}
-	if (!mapped(at, ps))
+	fclose(f);
+	if (!found)
 		return -EFAULT;
-	for (*lo = at; *lo > blo && mapped(*lo - ps, ps); *lo -= ps)
-		;
-	for (*hi = at + ps; *hi < bhi && mapped(*hi, ps); *hi += ps)
-		;
+	*lo = rs;
+	*hi = re;
 	return 0;
 }
 
@@ -289,13 +320,19 @@ static int chunk_get(struct rx_seg *s, uint64_t off, bool rw, struct rx_chunk **
 		}
 	uint64_t base = off & ~(uint64_t)(RX_CHUNK - 1);
 	uint64_t end = s->size - base < RX_CHUNK ? s->size : base + RX_CHUNK;
+	/* writable: pin only writable memory, even for reads (a provider whose
+	 * registrations always ask for local write fails on read-only pages) */
+	bool writable = rw;
 	for (int tries = 0;; tries++) {
-		uintptr_t lo, hi;
-		int ret = mapped_run(s->vaddr + base, s->vaddr + end, s->vaddr + off, &lo, &hi);
+		uintptr_t lo = 0, hi = 0;
+		int ret = mapped_run(s->vaddr + base, s->vaddr + end, s->vaddr + off, writable, &lo,
+				     &hi);
 		if (ret < 0)
 			return uxp_fail(-ret, "rdma: REG of segid %#llx offset %#llx: nothing mapped "
-					"there (a hole)", (unsigned long long)s->segid,
-					(unsigned long long)off);
+					"there with %s access%s (a hole)", (unsigned long long)s->segid,
+					(unsigned long long)off, writable ? "read-write" : "read",
+					writable && !rw ? ", which this provider's registrations need"
+							: "");
 		struct rx_chunk *c = calloc(1, sizeof(*c));
 		if (!c)
 			return -ENOMEM;
@@ -312,6 +349,16 @@ static int chunk_get(struct rx_seg *s, uint64_t off, bool rw, struct rx_chunk **
 		ret = rw_mr_reg((void *)lo, c->len, RW_REMOTE_READ | (rw ? RW_REMOTE_WRITE : 0), &c->mr);
 		if (ret == 0 && !mapped(lo, hi - lo) && tries < 3) {
 			chunk_free(c); /* unmapped meanwhile: look again */
+			continue;
+		}
+		if (ret == -EFAULT && !writable) {
+			/* libfabric's verbs provider registers through its cache with
+			 * local write: read-only pages cannot be served (holes) */
+			uxp_info("rdma: segid %#llx %#lx-%#lx: the provider cannot register it for "
+				 "reading (read-only pages?): its writable part only",
+				 (unsigned long long)s->segid, (unsigned long)lo, (unsigned long)hi);
+			chunk_free(c);
+			writable = true;
 			continue;
 		}
 		if (ret < 0) {
