@@ -1071,7 +1071,17 @@ static void describe_exit(pid_t peer, char *status, size_t len);
 #define ROLE_RIMP "--xpmem-bench-remote-importer-role"
 #define RCALL_TIMEOUT_MS 600000 /* one repetition of a remote measurement, at most */
 #define NPROV 2
-static const char *const rprov[NPROV] = { "tcp;ofi_rxm", "shm" };
+/* XPMEM_BENCH_REMOTE="A,B" picks the two pairs' back ends: a libfabric
+ * provider each (FI_PROVIDER), or "ibverbs" (the plugin's own verbs back
+ * end, XPMEM_RDMA_BACKEND=verbs, whose raw figures are plain ibv_post_send
+ * RDMA reads and writes).  The columns are named after them (remote_setup). */
+static const char *rprov[NPROV] = { "tcp;ofi_rxm", "shm" };
+static char rprov_buf[NPROV][64];
+
+static bool is_ibverbs(const char *prov)
+{
+	return !strcmp(prov, "ibverbs");
+}
 
 enum rfn {
 	RF_READ_PAGE = 64,       /* (not a CMD_*) raw fi_read of size, us per 4 KiB page */
@@ -1429,7 +1439,7 @@ static int rimp_main(int argc, char **argv)
 
 /* ---- the tests ------------------------------------------------------------------ */
 
-static const struct test tests[] = {
+static struct test tests[] = {
 	{ "bw", "copy bandwidth, importer reads the exporter's buffer", "GB/s", false,
 	  1 * GiB, 10, 10000,
 	  { { "memcpy", bw_memcpy, NEED_PEER }, { "attach", bw_attach, NEED_ARENA },
@@ -1555,6 +1565,70 @@ static const struct test tests[] = {
 	  .tail = true, .sizes = "4k" },
 };
 #define NTESTS (sizeof(tests) / sizeof(tests[0]))
+
+/* A column label for a remote back end: tcp, shm, rxm (verbs;ofi_rxm),
+ * ibv (ibverbs), else the provider's name up to its first ';'. */
+static void remote_label(const char *prov, char *out, size_t len)
+{
+	if (is_ibverbs(prov))
+		snprintf(out, len, "ibv");
+	else if (!strcmp(prov, "verbs;ofi_rxm"))
+		snprintf(out, len, "rxm");
+	else
+		snprintf(out, len, "%.*s", (int)strcspn(prov, ";"), prov);
+}
+
+/* name with its first word, a default pair's label (tcp, shm), replaced
+ * by that pair's label now. */
+static const char *relabel(const char *name, char lab[NPROV][16])
+{
+	static const char *const dflt[NPROV] = { "tcp", "shm" };
+	for (int pi = 0; name && pi < NPROV; pi++) {
+		size_t n = strlen(dflt[pi]);
+		char *r;
+		if (!strncmp(name, dflt[pi], n) && name[n] == ' ')
+			return asprintf(&r, "%s%s", lab[pi], name + n) < 0 ? name : r;
+	}
+	return name;
+}
+
+/* XPMEM_BENCH_REMOTE: the pairs' back ends, and the remote tests' columns,
+ * ratios and targets named after them. */
+static int remote_setup(void)
+{
+	const char *v = getenv("XPMEM_BENCH_REMOTE");
+	if (!v || !*v)
+		return 0;
+	const char *comma = strchr(v, ',');
+	if (!comma || strchr(comma + 1, ',') || comma == v || !comma[1] ||
+	    (size_t)(comma - v) >= sizeof(rprov_buf[0]) || strlen(comma + 1) >= sizeof(rprov_buf[1])) {
+		fprintf(stderr, "xpmem-bench: XPMEM_BENCH_REMOTE=%s: want two back ends, "
+			"PROVIDER,PROVIDER (a libfabric provider or ibverbs)\n", v);
+		return -1;
+	}
+	snprintf(rprov_buf[0], sizeof(rprov_buf[0]), "%.*s", (int)(comma - v), v);
+	snprintf(rprov_buf[1], sizeof(rprov_buf[1]), "%s", comma + 1);
+	char lab[NPROV][16];
+	for (int pi = 0; pi < NPROV; pi++) {
+		rprov[pi] = rprov_buf[pi];
+		remote_label(rprov[pi], lab[pi], sizeof(lab[pi]));
+	}
+	if (!strcmp(lab[0], lab[1])) {
+		fprintf(stderr, "xpmem-bench: XPMEM_BENCH_REMOTE=%s: two different back ends, "
+			"please\n", v);
+		return -1;
+	}
+	for (size_t i = 0; i < NTESTS; i++) {
+		struct test *t = &tests[i];
+		for (unsigned c = 0; c < MAXCOLS; c++)
+			t->cols[c].name = relabel(t->cols[c].name, lab);
+		for (unsigned r = 0; r < MAXRATIOS; r++)
+			t->ratios[r].name = relabel(t->ratios[r].name, lab);
+		for (unsigned g = 0; g < MAXTARGETS; g++)
+			t->targets[g].metric = relabel(t->targets[g].metric, lab);
+	}
+	return 0;
+}
 
 static unsigned ncols(const struct test *t)
 {
@@ -2676,7 +2750,7 @@ static bool env_key(const char *e, const char *key)
 static char **rimp_env(const struct bench *b, int pi, const char *plugins)
 {
 	static const char *const keys[] = { "FI_PROVIDER", "XPMEM_RESOLVER", "XPMEM_NODE_ID",
-					    "XPMEM_PLUGIN_DIR" };
+					    "XPMEM_PLUGIN_DIR", "XPMEM_RDMA_BACKEND" };
 	char **base = exporter_env(b, true);
 	size_t n = 0, k = 0;
 	while (base && base[n])
@@ -2696,7 +2770,10 @@ static char **rimp_env(const struct bench *b, int pi, const char *plugins)
 	for (int i = 0; i < 4; i++)
 		if (!(v[i] = malloc(len)))
 			return NULL;
-	snprintf(v[0], len, "FI_PROVIDER=%s", rprov[pi]);
+	if (is_ibverbs(rprov[pi]))
+		snprintf(v[0], len, "XPMEM_RDMA_BACKEND=verbs");
+	else
+		snprintf(v[0], len, "FI_PROVIDER=%s", rprov[pi]);
 	snprintf(v[1], len, "XPMEM_RESOLVER=dir:%s", b->rdir);
 	snprintf(v[2], len, "XPMEM_NODE_ID=2");
 	snprintf(v[3], len, "XPMEM_PLUGIN_DIR=%s", plugins);
@@ -3057,6 +3134,8 @@ int main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], ROLE_RIMP))
 		return rimp_main(argc, argv);
 
+	if (remote_setup() < 0)
+		return 2;
 	struct opts o;
 	int ret = parse_opts(&o, argc, argv);
 	if (ret)

@@ -192,7 +192,9 @@ put() {
 # put_elf FILE [DEST]: a program or library and every library it needs (ldd,
 # the unpacked packages' libraries first).  A library from an unpacked
 # package goes to its path inside the package.
-ldpath=
+# (the build tree's libxpmem too: tools/.libs/xpmem-bench links it; the guest
+# finds it through LD_LIBRARY_PATH, at the same path)
+ldpath=$builddir/.libs:
 for d in "${sysroots[@]}"; do
 	ldpath+="$d/lib/$multiarch:$d/usr/lib/$multiarch:"
 done
@@ -328,6 +330,7 @@ if ! setup; then
 fi
 echo "UXPMEM-GUEST: setup ok"
 export UXP_BUILDDIR=$builddir UXP_SRCDIR=$srcdir FI_UNIVERSE_SIZE=16 UXP_TEST_SLOWDOWN=$slowdown
+export LD_LIBRARY_PATH=$builddir/.libs
 cd $builddir
 while read -r t; do
 	[ -n "\$t" ] || continue
