@@ -587,7 +587,9 @@ START_TEST(remap_during_reads)
 	ck_assert_uint_gt(rounds, 0);
 	r = peer_recv(&e.p, tu_guard_ms(ms + 30000));
 	unsigned long long remaps = 0;
-	ck_assert_msg(sscanf(r, "ok %llu", &remaps) == 1 && remaps > 1, "remaploop: '%s'", r);
+	/* how many remaps fit in ms is timing (each waits for the importer's
+	 * ack, XPMEM_RDMA_TIMEOUT_MS at most): not asserted */
+	ck_assert_msg(sscanf(r, "ok %llu", &remaps) == 1 && remaps >= 1, "remaploop: '%s'", r);
 	printf("remap_during_reads: %llu remaps, %llu attach rounds (%llu EAGAIN)\n", remaps, rounds,
 	       again);
 	peer_ok(&i, "detach %#lx", at);
