@@ -94,6 +94,18 @@ static void export_start(struct exporter *e, const char *mode)
 	ck_assert_uint_eq(uxp_id_node(e->segid), 1);
 }
 
+/* The end of a test: the importer detaches, releases and stops, the
+ * exporter removes its segment and stops. */
+static void finish(struct exporter *e, struct peer *i, unsigned long at, long long apid)
+{
+	peer_ok(i, "detach %#lx", at);
+	peer_ok(i, "release %lld", apid);
+	peer_stop(i);
+	peer_ok(&e->p, "remove %lld", e->segid);
+	peer_stop(&e->p);
+	with_uffd = false;
+}
+
 /* Node 2 gets and attaches [off, off+size) of the segment. */
 static unsigned long import(struct peer *i, long long segid, int flags, long long *apid, long off,
 			    long size)
@@ -466,12 +478,7 @@ START_TEST(unmap_invalidates)
 			       "(it read '%s', then '%s'); the importer read '%s'\n", ex1, ex2, im);
 		peer_ok(&i, "detach %#lx", at2);
 	}
-	peer_ok(&i, "detach %#lx", at);
-	peer_ok(&i, "release %lld", apid);
-	peer_stop(&i);
-	peer_ok(&e.p, "remove %lld", e.segid);
-	peer_stop(&e.p);
-	with_uffd = false;
+	finish(&e, &i, at, apid);
 }
 END_TEST
 
@@ -509,12 +516,7 @@ START_TEST(remap_shows_new_data)
 	ck_assert_str_eq(peer_cmd(&i, "check %#lx %d %d %d", small + 8192, 65536 - 8192, SEED + 9,
 				  8192 / 8), "ok");
 	peer_ok(&i, "detach %#lx", small);
-	peer_ok(&i, "detach %#lx", at);
-	peer_ok(&i, "release %lld", apid);
-	peer_stop(&i);
-	peer_ok(&e.p, "remove %lld", e.segid);
-	peer_stop(&e.p);
-	with_uffd = false;
+	finish(&e, &i, at, apid);
 }
 END_TEST
 
@@ -592,12 +594,7 @@ START_TEST(remap_during_reads)
 	ck_assert_msg(sscanf(r, "ok %llu", &remaps) == 1 && remaps >= 1, "remaploop: '%s'", r);
 	printf("remap_during_reads: %llu remaps, %llu attach rounds (%llu EAGAIN)\n", remaps, rounds,
 	       again);
-	peer_ok(&i, "detach %#lx", at);
-	peer_ok(&i, "release %lld", apid);
-	peer_stop(&i);
-	peer_ok(&e.p, "remove %lld", e.segid);
-	peer_stop(&e.p);
-	with_uffd = false;
+	finish(&e, &i, at, apid);
 }
 END_TEST
 
@@ -619,12 +616,7 @@ START_TEST(dontneed_invalidates)
 	ck_assert_str_eq(peer_cmd(&i, "rd %#lx", at + 131072 + 8192 - 8), "ok 0");
 	ck_assert_str_eq(peer_cmd(&i, "check %#lx %d %d %d", at + 139264, 65536, SEED, 139264 / 8),
 			 "ok");
-	peer_ok(&i, "detach %#lx", at);
-	peer_ok(&i, "release %lld", apid);
-	peer_stop(&i);
-	peer_ok(&e.p, "remove %lld", e.segid);
-	peer_stop(&e.p);
-	with_uffd = false;
+	finish(&e, &i, at, apid);
 }
 END_TEST
 
