@@ -344,10 +344,11 @@ static int chunk_of(struct ri_apid *ap, uint64_t off, struct ri_chunk *out)
 }
 
 /* RMA between [local, local+len) and the segment at offset off, chunk by
- * chunk. */
-/* RMA through registrations the exporter closes meanwhile (it unmapped or
- * remapped that memory: its INVALIDATE follows) fails with EIO: the piece
- * is tried again, registered anew, this many times in all. */
+ * chunk.  A read through a registration the exporter closed meanwhile (it
+ * unmapped or remapped that memory: its INVALIDATE follows) fails with EIO:
+ * the piece is read again, registered anew, RMA_TRIES times in all.  Never
+ * a write: stores meant for the memory that went away must not land in
+ * what the exporter mapped there since (the kernel XPMEM loses them too). */
 #define RMA_TRIES 8
 
 static int rma_range(struct ri_apid *ap, bool write, char *local, struct rw_mr *lmr, uint64_t off,
@@ -361,10 +362,9 @@ static int rma_range(struct ri_apid *ap, bool write, char *local, struct rw_mr *
 		size_t n = c.off + c.len - off < len ? (size_t)(c.off + c.len - off) : len;
 		ret = (spin ? rw_rma_spin : rw_rma)(write, local, lmr, n, ap->peer->fa,
 						    c.raddr + (off - c.off), c.key);
-		if (ret == -EIO && tries++ < RMA_TRIES) {
-			uxp_debug("rdma: apid %#llx: %s at offset %#llx failed: registered anew, "
-				  "try %d", (unsigned long long)ap->id, write ? "write" : "read",
-				  (unsigned long long)off, tries);
+		if (ret == -EIO && !write && tries++ < RMA_TRIES) {
+			uxp_debug("rdma: apid %#llx: read at offset %#llx failed: registered anew, "
+				  "try %d", (unsigned long long)ap->id, (unsigned long long)off, tries);
 			ri_chunks_drop(ap, c.off, c.len);
 			continue;
 		}
@@ -787,7 +787,7 @@ void ri_invalidate(const struct rm_msg *m)
 	if (!p || !m->u.inval.grant)
 		return;
 	if (inval_seen(p, m)) {
-		uxp_debug("rdma: INVALIDATE %llu of node %u pid %d again (our ack was lost): acked",
+		uxp_debug("rdma: INVALIDATE %llu of node %u pid %d again (our ack lost or late): acked",
 			  (unsigned long long)m->req, p->node, (int)p->pid);
 		inval_ack(p, m);
 		return;
