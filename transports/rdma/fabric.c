@@ -33,9 +33,7 @@ enum { OP_POSTED = 0, OP_DONE = 1, OP_ABANDONED = 2 };
 #define RMA_WINDOW 16
 #define RMA_PIECE (1024 * 1024)
 
-static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
-static int opened; /* atomic: 1 once everything is up */
-static int open_err;
+static struct rw_once once_open = RW_ONCE_INIT;
 static struct rf_op *recv_ops;
 static struct fid_mr *recv_mr;
 static pthread_mutex_t rxq_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -592,40 +590,23 @@ static int open_all(void)
 
 bool rf_is_open(void)
 {
-	return __atomic_load_n(&opened, __ATOMIC_ACQUIRE);
+	return rw_once_is_open(&once_open);
 }
 
-/* A failure is final for this process (half-open objects are not reused). */
 int rf_open(void)
 {
-	if (uxp_likely(rf_is_open()))
-		return 0;
-	pthread_mutex_lock(&open_lock);
-	if (!opened && !open_err) {
-		if (!uxp_node_id())
-			open_err = uxp_fail(ENODEV, "rdma: this process has no node id (XPMEM_NODE_ID or "
-					    "a resolver that assigns one)");
-		else
-			open_err = open_all();
-		if (!open_err)
-			__atomic_store_n(&opened, 1, __ATOMIC_RELEASE);
-	}
-	int ret = open_err;
-	pthread_mutex_unlock(&open_lock);
-	return ret;
+	return rw_open_once(&once_open, open_all);
 }
 
 /* The parent's fabric objects, threads and connections are not ours: leak
  * them and start over on demand. */
 void rf_fork_child(void)
 {
-	pthread_mutex_init(&open_lock, NULL);
+	rw_once_reset(&once_open);
 	pthread_mutex_init(&info_lock, NULL);
 	pthread_mutex_init(&rxq_lock, NULL);
 	pthread_mutex_init(&av_lock, NULL);
 	memset(&rf, 0, sizeof(rf));
-	opened = 0;
-	open_err = 0;
 	stopping = 0;
 	parked = 0;
 	recv_ops = NULL;

@@ -67,6 +67,25 @@ int rw_open(void)
 	return rw_be->open();
 }
 
+int rw_open_once(struct rw_once *o, int (*open_all)(void))
+{
+	if (uxp_likely(rw_once_is_open(o)))
+		return 0;
+	pthread_mutex_lock(&o->lock);
+	if (!o->opened && !o->err) {
+		if (!uxp_node_id())
+			o->err = uxp_fail(ENODEV, "rdma: this process has no node id (XPMEM_NODE_ID or "
+					  "a resolver that assigns one)");
+		else
+			o->err = open_all();
+		if (!o->err)
+			__atomic_store_n(&o->opened, 1, __ATOMIC_RELEASE);
+	}
+	int ret = o->err;
+	pthread_mutex_unlock(&o->lock);
+	return ret;
+}
+
 static long long now_us(void)
 {
 	struct timespec ts;

@@ -88,6 +88,26 @@ extern const struct rw_ops rw_verbs; /* verbs.c */
 int rw_select(char *why, size_t whylen);
 /* Select and open the back end: 0 or -errno (logged). */
 int rw_open(void);
+
+/* A back end's one-time opening: open_all once (after checking this
+ * process has a node id); a failure is final for the process (half-open
+ * objects are not reused).  rw_once_reset: a forked child starts over. */
+struct rw_once {
+	pthread_mutex_t lock;
+	int opened; /* atomic: 1 once everything is up */
+	int err;
+};
+#define RW_ONCE_INIT { PTHREAD_MUTEX_INITIALIZER, 0, 0 }
+int rw_open_once(struct rw_once *o, int (*open_all)(void));
+static inline bool rw_once_is_open(struct rw_once *o)
+{
+	return __atomic_load_n(&o->opened, __ATOMIC_ACQUIRE);
+}
+static inline void rw_once_reset(struct rw_once *o)
+{
+	pthread_mutex_init(&o->lock, NULL);
+	o->opened = o->err = 0;
+}
 /* Between two polls of a wait: spin for 100 us, then sleep 20 us (200 us
  * after 10 ms).  *since_us: 0 at the first call. */
 void rw_backoff(long long *since_us);

@@ -103,8 +103,7 @@ static struct {
 	socklen_t salen;
 } vb;
 
-static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
-static int opened, open_err; /* opened: atomic */
+static struct rw_once once_open = RW_ONCE_INIT;
 static pthread_mutex_t cm_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t cq_lock = PTHREAD_MUTEX_INITIALIZER; /* cq_used, resizing */
 static pthread_mutex_t peers_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -881,7 +880,7 @@ static void *progress_main(void *arg)
  * rather than a silent timeout) once the progress thread is parked. */
 static void vb_close_at_exit(void)
 {
-	if (!__atomic_load_n(&opened, __ATOMIC_ACQUIRE))
+	if (!rw_once_is_open(&once_open))
 		return;
 	__atomic_store_n(&stopping, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < 200 && !__atomic_load_n(&parked, __ATOMIC_ACQUIRE); i++) {
@@ -974,37 +973,22 @@ static int open_all(void)
 	return ret;
 }
 
-/* A failure is final for this process (half-open objects are not reused). */
 static int vb_open(void)
 {
-	if (uxp_likely(__atomic_load_n(&opened, __ATOMIC_ACQUIRE)))
-		return 0;
-	pthread_mutex_lock(&open_lock);
-	if (!opened && !open_err) {
-		if (!uxp_node_id())
-			open_err = uxp_fail(ENODEV, "rdma: this process has no node id (XPMEM_NODE_ID or "
-					    "a resolver that assigns one)");
-		else
-			open_err = open_all();
-		if (!open_err)
-			__atomic_store_n(&opened, 1, __ATOMIC_RELEASE);
-	}
-	int ret = open_err;
-	pthread_mutex_unlock(&open_lock);
-	return ret;
+	return rw_open_once(&once_open, open_all);
 }
 
 /* The parent's device objects, threads and connections are not ours: leak
  * them and start over on demand. */
 static void vb_fork_child(void)
 {
-	pthread_mutex_init(&open_lock, NULL);
+	rw_once_reset(&once_open);
 	pthread_mutex_init(&cm_lock, NULL);
 	pthread_mutex_init(&cq_lock, NULL);
 	pthread_mutex_init(&peers_lock, NULL);
 	pthread_mutex_init(&rxq_lock, NULL);
 	memset(&vb, 0, sizeof(vb));
-	opened = open_err = stopping = parked = 0;
+	stopping = parked = 0;
 	peers = NULL;
 	npeers = peers_cap = 0;
 	rxq_head = NULL;
