@@ -255,6 +255,10 @@ static int post_piece(bool write, char *buf, size_t len, void *desc, fi_addr_t p
 	}
 }
 
+/* Threads polling for their own RMA (spin): the progress thread keeps off
+ * the provider meanwhile (wait_for_work). */
+static int spinners;
+
 static int rma(bool write, void *local, void *desc, size_t len, fi_addr_t peer, uint64_t raddr,
 	       uint64_t key, bool spin)
 {
@@ -262,6 +266,8 @@ static int rma(bool write, void *local, void *desc, size_t len, fi_addr_t peer, 
 	unsigned head = 0, n = 0;
 	long long deadline = uxp_now_ms() + rdma_timeout_ms();
 	int err = 0;
+	if (spin)
+		__atomic_add_fetch(&spinners, 1, __ATOMIC_ACQ_REL);
 	for (size_t off = 0; off < len && !err;) {
 		if (n == RMA_WINDOW) { /* wait for the oldest */
 			int e = op_wait(win[head], deadline, spin);
@@ -289,6 +295,8 @@ static int rma(bool write, void *local, void *desc, size_t len, fi_addr_t peer, 
 		int e = op_wait(win[head], deadline, spin);
 		err = err ? err : e;
 	}
+	if (spin)
+		__atomic_sub_fetch(&spinners, 1, __ATOMIC_ACQ_REL);
 	if (err && err != -ETIMEDOUT && err != -ENOMEM)
 		err = uxp_fail(EIO, "rdma: %s of %zu bytes at %#llx failed: %s",
 			       write ? "write" : "read", len, (unsigned long long)raddr,
@@ -413,10 +421,22 @@ static long long mono_us(void)
  * before any sleep (it used to wait for the 50 ms timeout: every reply to
  * a waiting get/attach and every REVOKE over tcp;ofi_rxm).  After
  * traffic the thread stays hot for HOT_US (this process may be the target
- * of an RMA in flight, which completes nothing here), yielding the CPU. */
+ * of an RMA in flight, which completes nothing here), yielding the CPU.
+ *
+ * While another thread polls for its own RMA (the fault thread), this one
+ * only yields: both progressing at once hand the provider's lock back and
+ * forth, and each handoff is a wake-up across CPUs (perf sched: the fault
+ * thread and this one waking each other per 4 KiB fault; a cold fault over
+ * tcp;ofi_rxm took ~100 us, about half without).  Messages the poller's
+ * progress queues are still dispatched here (drain_rxq). */
 static void wait_for_work(unsigned *idle)
 {
 	static long long hot; /* this thread only: busy until then (us) */
+	if (__atomic_load_n(&spinners, __ATOMIC_ACQUIRE)) {
+		hot = mono_us() + HOT_US;
+		sched_yield();
+		return;
+	}
 	if (progress_n() > 0 || !rxq_empty()) {
 		*idle = 0;
 		hot = mono_us() + HOT_US;

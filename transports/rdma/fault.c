@@ -22,6 +22,7 @@
  * att->lock (flush, detach) must not touch a page not yet fetched (the
  * bitmap says which): that fault would wait for this thread. */
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -235,7 +236,10 @@ static long long mono_us(void)
 
 /* After serving, look for the next fault without sleeping for SPIN_US: a
  * thread reading sequentially faults again soon, and waking this thread
- * from sleep on another CPU costs more than the fetch itself. */
+ * from sleep on another CPU costs more than the fetch itself.  Yielding
+ * between looks: the faulting thread UFFDIO_COPY just woke may be queued on
+ * this CPU, and a spinner that does not yield keeps it waiting for the
+ * scheduler's preemption (tens of us to a tick). */
 #define SPIN_US 100
 
 static void *fault_main(void *arg)
@@ -247,6 +251,8 @@ static void *fault_main(void *arg)
 		int n = epoll_wait(epfd, ev, 16, busy && mono_us() - busy < SPIN_US ? 0 : -1);
 		if (n > 0)
 			busy = mono_us();
+		else if (n == 0)
+			sched_yield();
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.u64 == 0) {
 				run_work();
