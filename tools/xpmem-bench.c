@@ -46,15 +46,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/userfaultfd.h>
 #include <xpmem.h>
 #include <uxpmem.h>
 #include "arena.h" /* ABI of the preload's query function, no link dependency */
@@ -71,7 +74,7 @@
 #define MiB (1024UL * 1024)
 #define GiB (1024UL * MiB)
 #define MAXCOLS 6
-#define MAXRATIOS 3
+#define MAXRATIOS 4
 #define MAXTARGETS 3
 #define MAXSIZES 32
 #define MAXTESTS 24
@@ -1196,6 +1199,164 @@ RPROXY(rs_flush, 1, RF_FLUSH, 0)
 RPROXY(rt_revoke, 0, RF_REVOKE, 0)
 RPROXY(rs_revoke, 1, RF_REVOKE, 0)
 
+/* --- the floor of any lazy fill: userfaultfd alone, no network ---
+ * What a fault served by another thread and the install of fetched pages
+ * cost on this machine with the data already at hand: a remote fault or a
+ * lazy read can be no faster (rfault's and rseq's "uffd" columns). */
+
+struct uffd_floor {
+	int fd, stop[2];
+	char *src; /* the data, FILL */
+	uintptr_t base; /* atomic: the range being touched */
+	size_t size;
+};
+
+static int uffd_floor_open(struct uffd_floor *u, size_t size)
+{
+	if (posix_memalign((void **)&u->src, PAGE, size))
+		return -ENOMEM;
+	memset(u->src, FILL, size);
+	u->fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (u->fd < 0 && errno == EPERM)
+		u->fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1 /* USER_MODE_ONLY */);
+	struct uffdio_api api = { .api = UFFD_API };
+	if (u->fd < 0 || ioctl(u->fd, UFFDIO_API, &api) < 0 || pipe2(u->stop, O_CLOEXEC) < 0) {
+		int e = errno;
+		if (u->fd >= 0)
+			close(u->fd);
+		free(u->src);
+		return -e;
+	}
+	u->size = size;
+	u->base = 0;
+	return 0;
+}
+
+static void uffd_floor_close(struct uffd_floor *u)
+{
+	close(u->fd);
+	close(u->stop[0]);
+	close(u->stop[1]);
+	free(u->src);
+}
+
+/* A fresh anonymous range of u->size bytes registered with u->fd, or NULL. */
+static char *uffd_floor_range(struct uffd_floor *u)
+{
+	char *p = mmap(NULL, u->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	struct uffdio_register reg = { .range = { (uintptr_t)p, u->size },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(u->fd, UFFDIO_REGISTER, &reg) < 0) {
+		munmap(p, u->size);
+		return NULL;
+	}
+	return p;
+}
+
+/* The whole range from u->src (EAGAIN: the address space is changing,
+ * e.g. another thread's munmap: the rest again); else zeros, and -errno. */
+static int uffd_floor_copy(struct uffd_floor *u, uintptr_t to)
+{
+	struct uffdio_copy c = { .dst = to, .src = (uintptr_t)u->src, .len = u->size };
+	while (ioctl(u->fd, UFFDIO_COPY, &c) < 0) {
+		if (errno != EAGAIN || c.copy < 0) {
+			int e = errno;
+			struct uffdio_zeropage z = { .range = { c.dst, c.len } };
+			ioctl(u->fd, UFFDIO_ZEROPAGE, &z); /* the toucher must not wait */
+			return -e;
+		}
+		c.dst += (uint64_t)c.copy;
+		c.src += (uint64_t)c.copy;
+		c.len -= (uint64_t)c.copy;
+		c.copy = 0;
+	}
+	return 0;
+}
+
+/* The serving thread: sleeps in poll as a fault thread does when idle, and
+ * fills the whole range at its first fault. */
+static void *uffd_floor_serve(void *arg)
+{
+	struct uffd_floor *u = arg;
+	for (;;) {
+		struct pollfd p[2] = { { u->fd, POLLIN, 0 }, { u->stop[0], POLLIN, 0 } };
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return NULL;
+		if (p[1].revents)
+			return NULL;
+		struct uffd_msg m;
+		if (read(u->fd, &m, sizeof(m)) == sizeof(m) && m.event == UFFD_EVENT_PAGEFAULT)
+			uffd_floor_copy(u, __atomic_load_n(&u->base, __ATOMIC_ACQUIRE));
+	}
+}
+
+/* us per page: the first touch of every page of a fresh range, the first
+ * fault served by the other thread with UFFDIO_COPY of the whole range. */
+static int uffd_fault(struct bench *b, size_t size, unsigned n, double *out)
+{
+	(void)b;
+	size_t npages = size / PAGE ? size / PAGE : 1;
+	struct uffd_floor u;
+	int ret = uffd_floor_open(&u, npages * PAGE);
+	pthread_t th;
+	if (ret == 0 && (ret = -pthread_create(&th, NULL, uffd_floor_serve, &u)) < 0)
+		uffd_floor_close(&u);
+	if (ret < 0)
+		return ret;
+	unsigned i = 0;
+	for (; i < n; i++) {
+		volatile unsigned char *p = (void *)uffd_floor_range(&u);
+		if (!p) {
+			ret = -errno;
+			break;
+		}
+		__atomic_store_n(&u.base, (uintptr_t)p, __ATOMIC_RELEASE);
+		unsigned sum = 0;
+		double t0 = now_us();
+		for (size_t k = 0; k < npages; k++)
+			sum += p[k * PAGE + 1];
+		out[i] = (now_us() - t0) / (double)npages;
+		munmap((void *)p, u.size);
+		if (sum != FILL * npages) {
+			ret = -EIO;
+			break;
+		}
+	}
+	(void)!write(u.stop[1], "", 1);
+	pthread_join(th, NULL);
+	uffd_floor_close(&u);
+	return ret < 0 ? ret : (int)n;
+}
+
+/* GB/s: UFFDIO_COPY of size bytes into a fresh registered range (no
+ * waiting thread): installing fetched pages, which a lazy read pays on top
+ * of the read. */
+static int uffd_install(struct bench *b, size_t size, unsigned n, double *out)
+{
+	(void)b;
+	struct uffd_floor u;
+	int ret = uffd_floor_open(&u, size);
+	if (ret < 0)
+		return ret;
+	for (unsigned i = 0; i < n && ret == 0; i++) {
+		char *p = uffd_floor_range(&u);
+		if (!p) {
+			ret = -errno;
+			break;
+		}
+		double t0 = now_us();
+		ret = uffd_floor_copy(&u, (uintptr_t)p);
+		out[i] = gbs(size, 1, now_us() - t0);
+		if (ret == 0 && memcmp(p + size - PAGE, u.src + size - PAGE, PAGE))
+			ret = -EIO;
+		munmap(p, size);
+	}
+	uffd_floor_close(&u);
+	return ret < 0 ? ret : (int)n;
+}
+
 /* --- in the remote importer --- */
 
 static void *r_attach(xpmem_apid_t apid, size_t size)
@@ -1524,20 +1685,26 @@ static struct test tests[] = {
 	{ .name = "rfault",
 	  .title = "remote (rdma plugin, two nodes on loopback): first touch of every page of a "
 		   "fresh lazy attachment of size (4 KiB: one cold fault; larger: per page with "
-		   "read-ahead) vs one raw fi_read of size, per 4 KiB page",
+		   "read-ahead) vs one raw fi_read of size, per 4 KiB page; uffd: the same "
+		   "touch served by another thread from local memory, no network (the floor)",
 	  .unit = "us/page", .per_op = true, .budget = 64 * MiB, .lo = 5, .hi = 200,
 	  .cols = { { "tcp read", rt_read_page, NEED_RTCP }, { "tcp fault", rt_fault, NEED_RTCP },
-		    { "shm read", rs_read_page, NEED_RSHM }, { "shm fault", rs_fault, NEED_RSHM } },
-	  .ratios = { { "tcp fault/read", 1, 0 }, { "shm fault/read", 3, 2 } },
+		    { "shm read", rs_read_page, NEED_RSHM }, { "shm fault", rs_fault, NEED_RSHM },
+		    { "uffd", uffd_fault, NEED_PEER } },
+	  .ratios = { { "tcp fault/read", 1, 0 }, { "shm fault/read", 3, 2 },
+		      { "tcp uffd/read", 4, 0 }, { "shm uffd/read", 4, 2 } },
 	  .targets = { { "tcp fault/read", 4096, true, 1.5 }, { "shm fault/read", 4096, true, 1.5 } },
 	  .tail = true, .sizes = "4k,64k,1m" },
 	{ .name = "rseq",
 	  .title = "remote: sequential read (memcpy) of a fresh lazy attachment of size vs raw "
-		   "fi_read of size",
+		   "fi_read of size; uffd: UFFDIO_COPY of size into a fresh range, which a lazy "
+		   "read pays besides the read (the ceiling)",
 	  .unit = "GB/s", .per_op = true, .budget = 256 * MiB, .lo = 3, .hi = 200,
 	  .cols = { { "tcp read", rt_read_gbs, NEED_RTCP }, { "tcp lazy", rt_seq, NEED_RTCP },
-		    { "shm read", rs_read_gbs, NEED_RSHM }, { "shm lazy", rs_seq, NEED_RSHM } },
-	  .ratios = { { "tcp lazy/read", 1, 0 }, { "shm lazy/read", 3, 2 } },
+		    { "shm read", rs_read_gbs, NEED_RSHM }, { "shm lazy", rs_seq, NEED_RSHM },
+		    { "uffd", uffd_install, NEED_PEER } },
+	  .ratios = { { "tcp lazy/read", 1, 0 }, { "shm lazy/read", 3, 2 },
+		      { "tcp uffd/read", 4, 0 }, { "shm uffd/read", 4, 2 } },
 	  .targets = { { "tcp lazy/read", MiB, false, 0.8 }, { "shm lazy/read", MiB, false, 0.8 } },
 	  .sizes = "1m,16m,64m" },
 	{ .name = "reager",
