@@ -108,8 +108,8 @@ has '^fault,4096,20,first touch,us,ok,'
 out=$("$bench" -q -t rfault,rseq,reager,rflush,rrevoke -s 64k -n 3 -r 1 2>&1)
 st=$?
 has '^## rfault: remote'
-has '^ +size +iters +tcp read +p10-p90 +p99 +tcp fault +p10-p90 +p99 +shm read +p10-p90 +p99 +shm fault +p10-p90 +p99 +tcp fault/read +shm fault/read$'
-has '^ +size +iters +tcp read +p10-p90 +tcp lazy +p10-p90 +shm read +p10-p90 +shm lazy +p10-p90 +tcp lazy/read +shm lazy/read$'
+has '^ +size +iters +tcp read +p10-p90 +p99 +tcp fault +p10-p90 +p99 +shm read +p10-p90 +p99 +shm fault +p10-p90 +p99 +uffd +p10-p90 +p99 +tcp fault/read +shm fault/read +tcp uffd/read +shm uffd/read$'
+has '^ +size +iters +tcp read +p10-p90 +tcp lazy +p10-p90 +shm read +p10-p90 +shm lazy +p10-p90 +uffd +p10-p90 +tcp lazy/read +shm lazy/read +tcp uffd/read +shm uffd/read$'
 has '^ +size +iters +tcp read +p10-p90 +tcp eager +p10-p90 +shm read +p10-p90 +shm eager +p10-p90 +tcp eager/read +shm eager/read$'
 has '^ +size +iters +tcp write +p10-p90 +tcp flush +p10-p90 +shm write +p10-p90 +shm flush +p10-p90 +tcp flush/write +shm flush/write$'
 has '^ +size +iters +tcp remove +p10-p90 +p99 +shm remove +p10-p90 +p99$'
@@ -118,7 +118,7 @@ if [ -e "${UXP_BUILDDIR:-.}/transports/rdma/.libs/libuxpmem-rdma.so" ]; then
 $out"
 	has '^# remote tcp;ofi_rxm: importer pid [0-9]+ \(node 2, provider tcp;ofi_rxm\)'
 	has '^# remote shm: importer pid [0-9]+ \(node 2, provider shm\)'
-	has '^64 KiB +3 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+x +[0-9.]+x$'
+	has '^64 KiB +3 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+x +[0-9.]+x +[0-9.]+x +[0-9.]+x$'
 	printf '%s\n' "$out" | grep -q 'failed' && fail "a remote measurement failed:
 $out"
 else
