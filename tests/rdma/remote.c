@@ -520,6 +520,41 @@ START_TEST(remap_shows_new_data)
 }
 END_TEST
 
+/* More grants than the exporter once told (64: the rest kept the old
+ * pages, silently): one importer gets the segment NGRANTS times and reads
+ * through each apid; the exporter maps new data there; every attachment
+ * shows the new data at the next touch. */
+#define NGRANTS 70
+START_TEST(many_grants_all_told)
+{
+	struct exporter e;
+	struct peer i;
+	long long apid[NGRANTS];
+	unsigned long at[NGRANTS];
+	with_uffd = true;
+	export_start(&e, "0600");
+	at[0] = import(&i, e.segid, XPMEM_RDONLY, &apid[0], 0, 65536); /* eager */
+	for (int k = 1; k < NGRANTS; k++) {
+		apid[k] = slow_ok("get", slow_cmd(&i, "get %lld %d", e.segid, XPMEM_RDONLY));
+		const char *r = slow_cmd(&i, "attach %lld 0 65536 0", apid[k]);
+		ck_assert_msg(sscanf(r, "ok %li", &at[k]) == 1, "attach %d: '%s'", k, r);
+	}
+	for (int k = 0; k < NGRANTS; k++)
+		ck_assert_str_eq(peer_cmd(&i, "check %#lx %d %d", at[k], 65536, SEED), "ok");
+	peer_ok(&e.p, "mmapfixed %#lx %d %d", e.addr, 65536, SEED + 9);
+	for (int k = 0; k < NGRANTS; k++) {
+		const char *r = peer_cmd(&i, "check %#lx %d %d", at[k], 65536, SEED + 9);
+		ck_assert_msg(!strcmp(r, "ok"), "grant %d of %d: after the exporter's remap: '%s' "
+			      "(stale: not told)", k + 1, NGRANTS, r);
+	}
+	for (int k = 1; k < NGRANTS; k++) {
+		peer_ok(&i, "detach %#lx", at[k]);
+		peer_ok(&i, "release %lld", apid[k]);
+	}
+	finish(&e, &i, at[0], apid[0]);
+}
+END_TEST
+
 /* A segment with a PROT_NONE page and a read-only page inside: the
  * exporter registers, around what an importer asks for, only memory it can
  * pin with that access.  (A registration reaching the guard page failed as
@@ -792,6 +827,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, guard_pages_inside);
 	tcase_add_test(tc, unmap_invalidates);
 	tcase_add_test(tc, remap_shows_new_data);
+	tcase_add_test(tc, many_grants_all_told);
 	/* Known open bug over libfabric's verbs;ofi_rxm (Soft-RoCE in make
 	 * check-verbs): after an RDMA read through a key the exporter closed,
 	 * the responder's queue pair goes to the error state and answers

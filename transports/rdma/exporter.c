@@ -71,11 +71,17 @@ struct rx_seg {
 	struct rx_chunk *chunks;
 };
 
-/* An invalidation waiting for acknowledgements (acks, by request id). */
+/* An invalidation waiting for acknowledgements (acks, by request id):
+ * one entry per holder told. */
+struct rx_inval_one {
+	uint64_t token;
+	rw_addr_t to;
+	bool acked;  /* under the acks shard lock */
+	bool unsent; /* the back end refused it for now: sent again */
+};
 struct rx_inval_wait {
 	unsigned n, pending;
-	uint64_t token[64];
-	bool acked[64];
+	struct rx_inval_one *e;
 };
 
 static struct uxp_idtab segs, grants, acks;
@@ -437,43 +443,45 @@ static void handle_ack(const struct rm_msg *m)
 	uxp_idtab_lock(&acks, m->req);
 	struct rx_inval_wait *w = uxp_idtab_get_locked(&acks, m->req);
 	for (unsigned i = 0; w && i < w->n; i++)
-		if (w->token[i] == m->u.inval.grant && !w->acked[i]) {
-			w->acked[i] = true;
+		if (w->e[i].token == m->u.inval.grant && !w->e[i].acked) {
+			w->e[i].acked = true;
 			__atomic_sub_fetch(&w->pending, 1, __ATOMIC_RELEASE);
 		}
 	uxp_idtab_unlock(&acks, m->req);
 }
 
+struct holder {
+	uint64_t token;
+	rw_addr_t fa;
+	unsigned node;
+	pid_t pid;
+	bool mute;
+};
 struct holders {
-	uint64_t token[64];
-	rw_addr_t fa[64];
-	unsigned node[64];
-	pid_t pid[64];
-	bool mute[64];
+	struct holder *v; /* malloc'ed: as many as there are grants */
 	unsigned n;
 };
 
-/* Grant holders of s that registered something (caller holds s->lock). */
-static void holders_of(struct rx_seg *s, struct holders *h)
+/* Grant holders of s that registered something (caller holds s->lock):
+ * 0, or -ENOMEM (logged: nobody can be told). */
+static int holders_of(struct rx_seg *s, struct holders *h)
 {
+	size_t cap = 0;
+	for (struct rx_grant *g = s->grants; g; g = g->next)
+		cap++;
 	h->n = 0;
+	h->v = cap ? calloc(cap, sizeof(*h->v)) : NULL;
+	if (cap && !h->v)
+		return uxp_fail(ENOMEM, "rdma: segid %#llx: no memory to tell its %zu importer(s) "
+				"of a change", (unsigned long long)s->segid, cap);
 	for (struct rx_grant *g = s->grants; g; g = g->next) {
 		uxp_idtab_lock(&grants, g->token);
 		bool used = g->used, mute = g->mute;
 		uxp_idtab_unlock(&grants, g->token);
-		if (!used)
-			continue;
-		if (h->n == UXP_ARRAY_SIZE(h->token)) {
-			uxp_warn("rdma: segid %#llx: more than %zu importers to invalidate: the rest "
-				 "are not told", (unsigned long long)s->segid, UXP_ARRAY_SIZE(h->token));
-			break;
-		}
-		h->token[h->n] = g->token;
-		h->fa[h->n] = g->fa;
-		h->node[h->n] = g->node;
-		h->pid[h->n] = g->pid;
-		h->mute[h->n++] = mute;
+		if (used)
+			h->v[h->n++] = (struct holder){ g->token, g->fa, g->node, g->pid, mute };
 	}
+	return 0;
 }
 
 static void mute_grant(uint64_t token)
@@ -489,8 +497,8 @@ static void mute_grant(uint64_t token)
 static void inval_done(struct rx_inval_wait *w, uint64_t req, unsigned k)
 {
 	uxp_idtab_lock(&acks, req);
-	if (!w->acked[k]) {
-		w->acked[k] = true;
+	if (!w->e[k].acked) {
+		w->e[k].acked = true;
 		__atomic_sub_fetch(&w->pending, 1, __ATOMIC_RELEASE);
 	}
 	uxp_idtab_unlock(&acks, req);
@@ -508,38 +516,43 @@ static void inval_done(struct rx_inval_wait *w, uint64_t req, unsigned k)
  * the importer acks a repeated one without applying it twice). */
 static void tell_holders(xpmem_segid_t segid, const struct holders *h, uint64_t off, uint64_t len)
 {
-	struct rx_inval_wait w = { .n = 0 };
-	bool unsent[64] = { false };
-	rw_addr_t to[64];
+	struct rx_inval_wait w = { .n = 0, .e = calloc(h->n, sizeof(*w.e)) };
 	struct rm_msg m;
+	if (!w.e) {
+		uxp_error("rdma: segid %#llx: no memory to wait for %u importer(s) told of a change",
+			  (unsigned long long)segid, h->n);
+		return;
+	}
 	uint64_t req = __atomic_add_fetch(&next_inval, 1, __ATOMIC_RELAXED);
 	rm_init(&m, RM_INVALIDATE, req);
 	m.u.inval.segid = segid;
 	m.u.inval.offset = off;
 	m.u.inval.length = len;
-	if (uxp_idtab_insert(&acks, req, &w) < 0)
+	if (uxp_idtab_insert(&acks, req, &w) < 0) {
+		free(w.e);
 		return;
+	}
 	for (unsigned i = 0; i < h->n; i++) {
+		const struct holder *o = &h->v[i];
 		struct rr_entry e;
-		if (rr_lookup(h->node[i], h->pid[i], &e) < 0)
+		if (rr_lookup(o->node, o->pid, &e) < 0)
 			continue; /* exited */
 		/* listed before the send: the ack may come at once */
 		uxp_idtab_lock(&acks, req);
 		unsigned k = w.n++;
-		w.token[k] = h->token[i];
-		w.acked[k] = false;
+		w.e[k] = (struct rx_inval_one){ .token = o->token, .to = o->fa };
 		__atomic_add_fetch(&w.pending, 1, __ATOMIC_RELEASE);
 		uxp_idtab_unlock(&acks, req);
-		to[k] = h->fa[i];
-		m.u.inval.grant = h->token[i];
-		int ret = rw_send(h->fa[i], &m, sizeof(m), false);
-		unsent[k] = ret == -EAGAIN && !h->mute[i];
-		if (ret < 0 && !unsent[k]) {
+		m.u.inval.grant = o->token;
+		int ret = rw_send(o->fa, &m, sizeof(m), false);
+		bool unsent = ret == -EAGAIN && !o->mute;
+		w.e[k].unsent = unsent;
+		if (ret < 0 && !unsent) {
 			uxp_debug("rdma: INVALIDATE of segid %#llx not sent to node %u pid %d: %s",
-				  (unsigned long long)segid, h->node[i], (int)h->pid[i], strerror(-ret));
-			mute_grant(h->token[i]);
+				  (unsigned long long)segid, o->node, (int)o->pid, strerror(-ret));
+			mute_grant(o->token);
 		}
-		if ((ret < 0 && !unsent[k]) || h->mute[i])
+		if ((ret < 0 && !unsent) || o->mute)
 			inval_done(&w, req, k); /* not waited for */
 	}
 	long long now = uxp_now_ms(), deadline = now + rdma_timeout_ms();
@@ -556,20 +569,20 @@ static void tell_holders(xpmem_segid_t segid, const struct holders *h, uint64_t 
 		}
 		for (unsigned k = 0; k < w.n; k++) {
 			uxp_idtab_lock(&acks, req);
-			bool acked = w.acked[k];
+			bool acked = w.e[k].acked;
 			uxp_idtab_unlock(&acks, req);
-			if (acked || !(unsent[k] || (resend && !late)))
+			if (acked || !(w.e[k].unsent || (resend && !late)))
 				continue;
-			m.u.inval.grant = w.token[k];
-			int ret = late ? -ETIMEDOUT : rw_send(to[k], &m, sizeof(m), false);
+			m.u.inval.grant = w.e[k].token;
+			int ret = late ? -ETIMEDOUT : rw_send(w.e[k].to, &m, sizeof(m), false);
 			if (ret == -EAGAIN)
 				continue;
-			unsent[k] = false;
+			w.e[k].unsent = false;
 			if (ret < 0) {
 				uxp_debug("rdma: INVALIDATE of segid %#llx not sent to grant %#llx: %s",
-					  (unsigned long long)segid, (unsigned long long)w.token[k],
+					  (unsigned long long)segid, (unsigned long long)w.e[k].token,
 					  strerror(-ret));
-				mute_grant(w.token[k]);
+				mute_grant(w.e[k].token);
 				inval_done(&w, req, k);
 			}
 		}
@@ -577,13 +590,14 @@ static void tell_holders(xpmem_segid_t segid, const struct holders *h, uint64_t 
 	}
 	uxp_idtab_remove(&acks, req, &w); /* the ack handler writes w under the shard lock */
 	for (unsigned k = 0; k < w.n; k++) {
-		if (w.acked[k])
+		if (w.e[k].acked)
 			continue;
 		uxp_warn("rdma: segid %#llx: grant %#llx did not acknowledge an invalidation within "
 			 "%ld ms (XPMEM_RDMA_TIMEOUT_MS): not waited for again",
-			 (unsigned long long)segid, (unsigned long long)w.token[k], rdma_timeout_ms());
-		mute_grant(w.token[k]);
+			 (unsigned long long)segid, (unsigned long long)w.e[k].token, rdma_timeout_ms());
+		mute_grant(w.e[k].token);
 	}
+	free(w.e);
 }
 
 /* The application changed [a, b) (watcher thread, or an owner's report):
@@ -595,7 +609,7 @@ static void rx_changed(void *arg, uintptr_t a, uintptr_t b, int kind)
 	if (!s)
 		return;
 	struct rx_chunk *dropped = NULL;
-	struct holders h;
+	struct holders h = { NULL, 0 };
 	uint64_t lo = UINT64_MAX, hi = 0;
 	pthread_mutex_lock(&s->lock);
 	for (struct rx_chunk **pp = &s->chunks, *c; (c = *pp) != NULL;) {
@@ -611,7 +625,8 @@ static void rx_changed(void *arg, uintptr_t a, uintptr_t b, int kind)
 		lo = l < lo ? l : lo;
 		hi = r > hi ? r : hi;
 	}
-	holders_of(s, &h);
+	if (dropped) /* (ENOMEM: logged; the registrations close all the same) */
+		(void)holders_of(s, &h);
 	pthread_mutex_unlock(&s->lock);
 	if (dropped)
 		uxp_debug("rdma: segid %#llx: %#llx+%#llx %s in this process: its registrations are "
@@ -653,6 +668,7 @@ static void rx_changed(void *arg, uintptr_t a, uintptr_t b, int kind)
 	pthread_mutex_unlock(&s->lock);
 	if (any && h.n)
 		tell_holders(segid, &h, lo, hi - lo);
+	free(h.v);
 	seg_put(s);
 }
 
