@@ -157,6 +157,17 @@ static void tagcheck(char **save)
  *   memfd     memfd_create + mmap + close
  *   anon      MAP_SHARED | MAP_ANONYMOUS
  *   file      a file in $TMPDIR (or /tmp), mapped MAP_SHARED, closed */
+/* The "file" kind's files, removed at exit (they stay named while mapped:
+ * an unprivileged exporter shares a file mapping by its path). */
+static char made_files[16][256];
+static unsigned nmade_files;
+
+static void unlink_made_files(void)
+{
+	for (unsigned k = 0; k < nmade_files; k++)
+		unlink(made_files[k]);
+}
+
 static void *mk_shared(const char *kind, size_t sz, int mode)
 {
 	char name[64];
@@ -179,12 +190,22 @@ static void *mk_shared(const char *kind, size_t sz, int mode)
 	else if (!strcmp(kind, "memfd"))
 		fd = memfd_create(name + 1, MFD_CLOEXEC);
 	else if (!strcmp(kind, "file")) {
+		/* unique, not just by pid: a file another uid left under the same
+		 * name in a sticky /tmp can be neither removed nor reused */
 		const char *dir = getenv("TMPDIR");
+		static unsigned seq;
 		char path[256];
-		snprintf(path, sizeof(path), "%s%s", dir ? dir : "/tmp", name);
-		unlink(path);
+		snprintf(path, sizeof(path), "%s%s-%u-%ld", dir ? dir : "/tmp", name, seq++,
+			 (long)st_now_ms());
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+		if (fd < 0)
+			return MAP_FAILED; /* errno: open's */
 		fchmod(fd, (mode_t)mode); /* whatever the umask */
+		if (nmade_files < sizeof(made_files) / sizeof(made_files[0])) {
+			if (!nmade_files)
+				atexit(unlink_made_files);
+			snprintf(made_files[nmade_files++], sizeof(made_files[0]), "%s", path);
+		}
 	}
 	if (fd >= 0 && ftruncate(fd, (off_t)sz) == 0)
 		m = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
