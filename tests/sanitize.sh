@@ -173,6 +173,7 @@ if [ "${UXP_SKIP_VALGRIND:-0}" != 1 ]; then
 		log=$vglogs/$(basename "$prog").log
 		echo "$fork_env valgrind --leak-check=full --errors-for-leak-kinds=definite $prog  (log: $log)"
 		rc=0
+		t0=$(date +%s)
 		# A smaller arena in the (native) peers: valgrind's address space
 		# manager refuses to map a 64 GiB arena in the importer (ENOMEM).
 		# UXP_VALGRIND=1 also stretches every hang guard, Check's timeouts
@@ -185,6 +186,7 @@ if [ "${UXP_SKIP_VALGRIND:-0}" != 1 ]; then
 			--show-leak-kinds=definite \
 			"$plain/$prog" >"$log" 2>&1 || rc=$?
 		tail -n 3 "$log"
+		echo "($(($(date +%s) - t0)) s)"
 		case $rc in
 		0) record pass "$name" ;;
 		77) record skip "$name: the test skipped itself under valgrind" ;;
