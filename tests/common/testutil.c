@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
@@ -175,17 +176,22 @@ static double load_factor(void)
 	return load / (double)cpus;
 }
 
+#define VALGRIND_FACTOR 20.0
+static bool slowdown_given; /* UXP_TEST_SLOWDOWN: applies to peers too */
+
 static double compute_slowdown(void)
 {
 	const char *v = getenv("UXP_TEST_SLOWDOWN");
 	if (v && *v) {
 		char *end;
 		double f = strtod(v, &end);
-		if (*end == 0 && f >= 1.0 && f <= 1000.0)
+		if (*end == 0 && f >= 1.0 && f <= 1000.0) {
+			slowdown_given = true;
 			return f;
+		}
 		fprintf(stderr, "testutil: ignoring UXP_TEST_SLOWDOWN=%s (want a number from 1 to 1000)\n", v);
 	}
-	double f = tu_under_valgrind() ? 20.0 : 1.0;
+	double f = tu_under_valgrind() ? VALGRIND_FACTOR : 1.0;
 #if defined(__SANITIZE_THREAD__)
 	f *= 5.0;
 #elif defined(__SANITIZE_ADDRESS__)
@@ -212,6 +218,15 @@ double tu_slowdown(void)
 int tu_guard_ms(int ms)
 {
 	double v = (double)ms * tu_slowdown();
+	return v > 2e9 ? 2000000000 : (int)v;
+}
+
+int tu_peer_guard_ms(int ms)
+{
+	double f = tu_slowdown();
+	if (!slowdown_given && tu_under_valgrind())
+		f /= VALGRIND_FACTOR;
+	double v = (double)ms * (f > 1.0 ? f : 1.0);
 	return v > 2e9 ? 2000000000 : (int)v;
 }
 

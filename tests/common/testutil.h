@@ -40,6 +40,10 @@ double tu_slowdown(void);
  * for deadlines, alarm() and Check's tcase_set_timeout(). */
 int tu_guard_ms(int ms);
 unsigned tu_guard_s(unsigned s);
+/* The same for a timeout inside peer processes (e.g. XPMEM_RDMA_TIMEOUT_MS),
+ * without valgrind's factor: valgrind runs only the test program, the peers
+ * it starts run natively. */
+int tu_peer_guard_ms(int ms);
 /* A program built with AddressSanitizer or ThreadSanitizer cannot host the
  * arena preload (both replace malloc): programs whose peers need the arena
  * call this first and are skipped (exit 77) in the ASan and TSan builds. */

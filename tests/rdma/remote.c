@@ -50,17 +50,6 @@ static const char *provider;
 static char resolver_dir[4096];
 
 
-/* A library timeout for the peers (XPMEM_RDMA_TIMEOUT_MS), stretched like
- * a guard but without valgrind's factor: under valgrind only this program
- * is slow, the peers run natively, and tests that wait a whole timeout
- * (an exporter or importer that went silent) waited 20x longer for nothing
- * (87 s each at load 4: 6 min of the suite). */
-static int peer_timeout_ms(int ms)
-{
-	double f = tu_slowdown() / (tu_under_valgrind() ? 20.0 : 1.0);
-	return (int)(ms * (f > 1.0 ? f : 1.0));
-}
-
 /* A peer on node `node`: tests/shm/peer with this test's environment. */
 static void node_start(struct peer *p, int node)
 {
@@ -224,7 +213,7 @@ START_TEST(killed_exporter_counts_as_exited)
 	long long apid;
 	/* short, to see EXITED soon; stretched like a hang guard where
 	 * connecting alone may take a second (Soft-RoCE under QEMU) */
-	const int timeout_ms = peer_timeout_ms(1000);
+	const int timeout_ms = tu_peer_guard_ms(1000);
 	char tms[32];
 	snprintf(tms, sizeof(tms), "%d", timeout_ms);
 	setenv("XPMEM_RDMA_TIMEOUT_MS", tms, 1);
@@ -259,7 +248,7 @@ START_TEST(unreachable_exporter_counts_as_exited)
 	struct exporter e;
 	struct peer i;
 	long long apid;
-	const int timeout_ms = peer_timeout_ms(1000); /* stretched as in killed_exporter */
+	const int timeout_ms = tu_peer_guard_ms(1000); /* stretched as in killed_exporter */
 	char tms[32];
 	snprintf(tms, sizeof(tms), "%d", timeout_ms);
 	setenv("XPMEM_RDMA_TIMEOUT_MS", tms, 1);
@@ -675,7 +664,7 @@ START_TEST(dead_importer_no_hang)
 	struct peer i, j;
 	long long apid, apid2;
 	char tms[32];
-	snprintf(tms, sizeof(tms), "%d", peer_timeout_ms(1000));
+	snprintf(tms, sizeof(tms), "%d", tu_peer_guard_ms(1000));
 	setenv("XPMEM_RDMA_TIMEOUT_MS", tms, 1);
 	with_uffd = true;
 	export_start(&e, "0600");
