@@ -71,17 +71,21 @@ struct rx_seg {
 	struct rx_chunk *chunks;
 };
 
-/* An invalidation waiting for acknowledgements (acks, by request id):
- * one entry per holder told. */
-struct rx_inval_one {
+/* A grant holder to tell of a change (holders_of), and how telling it
+ * goes (tell_holders). */
+struct holder {
 	uint64_t token;
-	rw_addr_t to;
-	bool acked;  /* under the acks shard lock */
+	rw_addr_t fa;
+	unsigned node;
+	pid_t pid;
+	bool mute;
+	bool acked;  /* or not waited for; under the acks shard lock */
 	bool unsent; /* the back end refused it for now: sent again */
 };
+/* An invalidation waiting for acknowledgements (acks, by request id). */
 struct rx_inval_wait {
 	unsigned n, pending;
-	struct rx_inval_one *e;
+	struct holder *e;
 };
 
 static struct uxp_idtab segs, grants, acks;
@@ -450,13 +454,6 @@ static void handle_ack(const struct rm_msg *m)
 	uxp_idtab_unlock(&acks, m->req);
 }
 
-struct holder {
-	uint64_t token;
-	rw_addr_t fa;
-	unsigned node;
-	pid_t pid;
-	bool mute;
-};
 struct holders {
 	struct holder *v; /* malloc'ed: as many as there are grants */
 	unsigned n;
@@ -479,7 +476,8 @@ static int holders_of(struct rx_seg *s, struct holders *h)
 		bool used = g->used, mute = g->mute;
 		uxp_idtab_unlock(&grants, g->token);
 		if (used)
-			h->v[h->n++] = (struct holder){ g->token, g->fa, g->node, g->pid, mute };
+			h->v[h->n++] = (struct holder){ .token = g->token, .fa = g->fa, .node = g->node,
+							.pid = g->pid, .mute = mute };
 	}
 	return 0;
 }
@@ -514,45 +512,38 @@ static void inval_done(struct rx_inval_wait *w, uint64_t req, unsigned k)
  * yet are sent the message again at growing intervals (a connection that
  * broke under an importer's RMA through a key closed here loses messages;
  * the importer acks a repeated one without applying it twice). */
-static void tell_holders(xpmem_segid_t segid, const struct holders *h, uint64_t off, uint64_t len)
+static void tell_holders(xpmem_segid_t segid, struct holders *h, uint64_t off, uint64_t len)
 {
-	struct rx_inval_wait w = { .n = 0, .e = calloc(h->n, sizeof(*w.e)) };
+	struct rx_inval_wait w = { .n = h->n, .e = h->v };
 	struct rm_msg m;
-	if (!w.e) {
-		uxp_error("rdma: segid %#llx: no memory to wait for %u importer(s) told of a change",
-			  (unsigned long long)segid, h->n);
-		return;
-	}
 	uint64_t req = __atomic_add_fetch(&next_inval, 1, __ATOMIC_RELAXED);
 	rm_init(&m, RM_INVALIDATE, req);
 	m.u.inval.segid = segid;
 	m.u.inval.offset = off;
 	m.u.inval.length = len;
-	if (uxp_idtab_insert(&acks, req, &w) < 0) {
-		free(w.e);
+	if (uxp_idtab_insert(&acks, req, &w) < 0)
 		return;
-	}
-	for (unsigned i = 0; i < h->n; i++) {
-		const struct holder *o = &h->v[i];
+	for (unsigned k = 0; k < w.n; k++) {
+		struct holder *o = &w.e[k];
 		struct rr_entry e;
-		if (rr_lookup(o->node, o->pid, &e) < 0)
-			continue; /* exited */
-		/* listed before the send: the ack may come at once */
+		bool exited = rr_lookup(o->node, o->pid, &e) < 0;
+		/* waited for before the send: the ack may come at once */
 		uxp_idtab_lock(&acks, req);
-		unsigned k = w.n++;
-		w.e[k] = (struct rx_inval_one){ .token = o->token, .to = o->fa };
-		__atomic_add_fetch(&w.pending, 1, __ATOMIC_RELEASE);
+		o->acked = exited;
+		if (!exited)
+			__atomic_add_fetch(&w.pending, 1, __ATOMIC_RELEASE);
 		uxp_idtab_unlock(&acks, req);
+		if (exited)
+			continue;
 		m.u.inval.grant = o->token;
 		int ret = rw_send(o->fa, &m, sizeof(m), false);
-		bool unsent = ret == -EAGAIN && !o->mute;
-		w.e[k].unsent = unsent;
-		if (ret < 0 && !unsent) {
+		o->unsent = ret == -EAGAIN && !o->mute;
+		if (ret < 0 && !o->unsent) {
 			uxp_debug("rdma: INVALIDATE of segid %#llx not sent to node %u pid %d: %s",
 				  (unsigned long long)segid, o->node, (int)o->pid, strerror(-ret));
 			mute_grant(o->token);
 		}
-		if ((ret < 0 && !unsent) || o->mute)
+		if ((ret < 0 && !o->unsent) || o->mute)
 			inval_done(&w, req, k); /* not waited for */
 	}
 	long long now = uxp_now_ms(), deadline = now + rdma_timeout_ms();
@@ -574,7 +565,7 @@ static void tell_holders(xpmem_segid_t segid, const struct holders *h, uint64_t 
 			if (acked || !(w.e[k].unsent || (resend && !late)))
 				continue;
 			m.u.inval.grant = w.e[k].token;
-			int ret = late ? -ETIMEDOUT : rw_send(w.e[k].to, &m, sizeof(m), false);
+			int ret = late ? -ETIMEDOUT : rw_send(w.e[k].fa, &m, sizeof(m), false);
 			if (ret == -EAGAIN)
 				continue;
 			w.e[k].unsent = false;
@@ -597,7 +588,6 @@ static void tell_holders(xpmem_segid_t segid, const struct holders *h, uint64_t 
 			 (unsigned long long)segid, (unsigned long long)w.e[k].token, rdma_timeout_ms());
 		mute_grant(w.e[k].token);
 	}
-	free(w.e);
 }
 
 /* The application changed [a, b) (watcher thread, or an owner's report):
